@@ -1,0 +1,73 @@
+"""The problem record and the task interface. Standard library only.
+
+A task knows how to load problems, pull an answer out of a response, and grade it. Rewards are
+pure functions of (response, problem), as in the paper: GSM8K-style tasks give +1 / 0 / -1 (no
+parseable answer), MATH gives 1 / 0.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class TaskError(ValueError):
+    """Bad task input: an unknown task, an unparseable gold answer, a missing column. The message
+    names the culprit (task, file, line or problem id)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str                 # stable id: the dataset's own, or a hash of the question
+    question: str
+    solution: str           # reference worked solution ("" when the dataset has none)
+    answer: str             # gold final answer, already extracted and normalised
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Problem":
+        return cls(id=str(d["id"]), question=d["question"], solution=d.get("solution", ""),
+                   answer=str(d["answer"]), meta=dict(d.get("meta") or {}))
+
+
+def problem_hash(question: str) -> str:
+    """Content hash of a question (whitespace-insensitive); used for ids and split-overlap checks."""
+    norm = " ".join(question.split())
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:12]
+
+
+class Task:
+    """Base class. Subclasses set `name`, `unparseable_reward` and implement the three hooks."""
+
+    name: str = "task"
+    unparseable_reward: float = 0.0
+
+    # -- hooks -------------------------------------------------------------------------------
+    def load(self, split: str, path: str | None = None, limit: int | None = None) -> list[Problem]:
+        raise NotImplementedError
+
+    def extract_answer(self, text: str) -> str | None:
+        """The final answer in `text`, normalised, or None when there is none."""
+        raise NotImplementedError
+
+    def is_equivalent(self, predicted: str, gold: str) -> bool:
+        """Whether two extracted answers are the same answer."""
+        return self.normalize(predicted) == self.normalize(gold)
+
+    def normalize(self, answer: str) -> str:
+        """Canonical string of an extracted answer; majority votes group by it."""
+        return answer.strip()
+
+    # -- derived -----------------------------------------------------------------------------
+    def grade(self, response: str, problem: Problem) -> tuple[str | None, float]:
+        """(extracted answer, reward) of one response."""
+        pred = self.extract_answer(response)
+        if pred is None:
+            return None, self.unparseable_reward
+        return pred, 1.0 if self.is_equivalent(pred, problem.answer) else 0.0
+
+    def reward(self, response: str, problem: Problem) -> float:
+        return self.grade(response, problem)[1]
