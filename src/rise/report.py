@@ -1,0 +1,199 @@
+"""Evaluation report: report.json, report.md and accuracy_by_turn.png from per-model metrics.
+
+report.json is keyed by model or method name at the top level, each entry holding the metrics of
+`rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
+nothing else sits at the top level, so `report[name]["m1@t1"]` always works. report.md mirrors the
+paper's Table 1 in percent. The plot needs matplotlib, imported only when the plot is drawn, and
+uses the Agg canvas directly (no pyplot, no global backend switch). Writes are atomic.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rise.metrics import TIE_RULE
+from rise.records import atomic_open, write_json, write_text
+
+DASH = "–"
+
+
+def build_report(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The report.json object: {name: metrics + {"meta": {...}}}, one entry per model or method.
+
+    Extra fields of a result ("label", "wall_s", ...) are kept; its position in `results` is saved
+    as meta["order"] because report.json is written with sorted keys.
+    """
+    if not results:
+        raise ValueError("build_report: no results")
+    report: dict[str, dict[str, Any]] = {}
+    for i, (name, metrics) in enumerate(results.items()):
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"build_report: result {name!r} is not a dict of metrics")
+        entry = dict(metrics)
+        entry["meta"] = {**dict(entry.get("meta") or {}), "order": i}
+        report[str(name)] = entry
+    return report
+
+
+def _pct(x: Any) -> str:
+    """A fraction as a percentage with one decimal; missing or undefined values as a dash."""
+    return DASH if x is None else f"{100 * x:.1f}"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _headline_columns(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Paper's headline metric names present in any result, in Table 1 order (K, T may differ)."""
+    Ks = sorted({r["K"] for r in results.values() if r.get("K")})
+    Ts = sorted({r["T"] for r in results.values() if r.get("T")})
+    cols = ["m1@t1"] + [f"{p}{k}@t1" for k in Ks for p in ("m", "p")]
+    cols += [f"{p}1@t{t}" for t in Ts for p in ("m", "p")]
+    seen: list[str] = []
+    for c in cols:
+        if c not in seen:
+            seen.append(c)
+    return seen
+
+
+def _row_name(name: str, metrics: Mapping[str, Any]) -> str:
+    label = metrics.get("label")
+    return f"{label} (`{name}`)" if label and label != name else f"`{name}`"
+
+
+def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Table 1 of the paper in percent: one row per method, headline metrics, per-turn accuracy,
+    accuracy at turn 2 after a wrong turn 1, flips and the no-answer rate."""
+    heads = _headline_columns(results)
+    T = max((len(r.get("turn_acc") or []) for r in results.values()), default=0)
+    cols = (["method", "n"] + heads + [f"turn {t}" for t in range(1, T + 1)]
+            + (["t2 after wrong t1", "W→R", "R→W"] if T > 1 else []) + ["no answer"])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in results.items():
+        acc = list(r.get("turn_acc") or [])
+        after = list(r.get("turn_acc_after_wrong") or [])
+        flips = r.get("flips") or {}
+        row = [_cell(_row_name(name, r)), str(r.get("n", DASH))]
+        row += [_pct(r.get(c)) for c in heads]
+        row += [_pct(acc[t] if t < len(acc) else None) for t in range(T)]
+        if T > 1:
+            row += [_pct(after[1] if len(after) > 1 else None),
+                    _pct(flips.get("wrong_to_right")), _pct(flips.get("right_to_wrong"))]
+        row.append(_pct(r.get("no_answer_rate")))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LEGEND = """\
+All values are percentages of evaluated problems (n). A response is correct iff its reward is 1.
+- **m1@t1**: turn 1 of the sequential chain is correct (one sample, one turn).
+- **mK@t1**: the majority answer of K independent turn-1 samples is correct (compute-matched
+  parallel baseline). **pK@t1**: any of the K samples is correct.
+- **m1@tT**: one chain of T turns, no oracle: the majority answer over its T turns is correct.
+- **p1@tT**: the same chain with oracle early stop: any of its T turns is correct.
+- **turn t**: accuracy at turn t of the chain, which always runs to T with the "incorrect" feedback
+  after every turn (no early stop). **t2 after wrong t1**: accuracy at turn 2 among problems whose
+  turn 1 was wrong, the direct measure of self-correction.
+- **W→R / R→W**: share of consecutive-turn transitions that flip wrong to right / right to wrong.
+- **no answer**: share of sequential turns with no extractable answer.
+"""
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run in `text`, so transcripts cannot break out."""
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def _transcript_md(item: Any, max_chars: int = 1500) -> str:
+    """An episode record (turn by turn, with answers and rewards) or a plain string as markdown."""
+    if isinstance(item, str):
+        f = _fence(item)
+        return f"{f}\n{item}\n{f}\n"
+    head = " · ".join(f"{k}: `{item[k]}`" for k in ("model", "problem_id", "gold") if k in item)
+    parts = [f"**{head}**\n" if head else ""]
+    for t, resp in enumerate(item.get("turns") or [], 1):
+        text = str(resp.get("text", ""))
+        if len(text) > max_chars:
+            text = text[:max_chars] + " …"
+        f = _fence(text)
+        parts.append(f"Turn {t} · answer `{resp.get('answer')}` · reward {resp.get('reward')}\n\n"
+                     f"{f}\n{text}\n{f}\n")
+    return "\n".join(parts)
+
+
+def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE evaluation",
+                    notes: str | Sequence[str] | None = None,
+                    transcripts: Sequence[Any] | None = None) -> str:
+    """The whole report.md: title, table, plot link, legend with the tie rule, notes, transcripts."""
+    out = [f"# {title}\n", markdown_table(results),
+           "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n", LEGEND,
+           f"Tie rule: {TIE_RULE}\n"]
+    if notes:
+        out.append("## Notes\n")
+        out.append((notes if isinstance(notes, str) else "\n".join(f"- {n}" for n in notes)) + "\n")
+    if transcripts:
+        out.append("## Transcripts\n")
+        out.extend(_transcript_md(t) for t in transcripts)
+    return "\n".join(out)
+
+
+def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
+                          title: str = "Accuracy by turn", show_parallel: bool = True) -> None:
+    """One colour per method: per-turn accuracy without early stop (solid), cumulative oracle
+    accuracy (dashed) and, if present, the parallel mK@t1 baseline (dotted horizontal line)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = [f"C{i % 10}" for i in range(len(results))]
+    max_t = 1
+    for color, (name, r) in zip(colors, results.items()):
+        label = str(r.get("label") or name)
+        acc = [100 * a for a in r.get("turn_acc") or []]
+        xs = list(range(1, len(acc) + 1))
+        max_t = max(max_t, len(acc))
+        ax.plot(xs, acc, "-o", color=color, label=f"{label}: per turn")
+        oracle = [100 * a for a in r.get("cumulative_oracle_acc") or []]
+        if oracle:
+            ax.plot(xs[:len(oracle)], oracle, "--s", color=color, markersize=4,
+                    label=f"{label}: oracle stop (p1@t)")
+        k = r.get("K")
+        if show_parallel and k and r.get(f"m{k}@t1") is not None:
+            ax.axhline(100 * r[f"m{k}@t1"], color=color, linestyle=":", alpha=0.7,
+                       label=f"{label}: m{k}@t1")
+    ax.set_xticks(list(range(1, max_t + 1)))
+    ax.set_xlim(0.8, max_t + 0.2)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("turn")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
+def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, Any]],
+                 title: str = "RISE evaluation", notes: str | Sequence[str] | None = None,
+                 transcripts: Sequence[Any] | None = None) -> dict[str, Path]:
+    """Write report.json, report.md and accuracy_by_turn.png into `out_dir`, each atomically.
+
+    Returns {"json": path, "md": path, "png": path}.
+    """
+    out = Path(out_dir)
+    paths = {"json": out / "report.json", "md": out / "report.md",
+             "png": out / "accuracy_by_turn.png"}
+    write_json(paths["json"], build_report(results))
+    write_text(paths["md"], render_markdown(results, title, notes, transcripts))
+    plot_accuracy_by_turn(results, paths["png"], title=title)
+    return paths
