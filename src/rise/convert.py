@@ -1,0 +1,70 @@
+"""Rollouts -> weighted training examples (the `convert` arrow). Standard library only.
+
+Each turn of a rollout becomes one example whose context is the conversation up to that turn and
+whose target is that turn's action alone (paper, Sec. 4.2; official `workflow_convert.py`).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rise.episodes import with_response
+from rise.weighting import keep_turn, rwr_weight
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    tau: float = 0.4                 # temperature of exp(r / tau); official 0.4
+    criterion: str = "all"           # all | better | best | success
+    drop_wrong: bool = False         # drop turns whose action is not correct (our probes: +3-7 points)
+    max_word_repeats: int = 150      # official filter: a word repeated more often marks a degenerate sample
+    max_token_chars: int = 300       # official filter: a "word" longer than this marks garbage
+
+
+def is_degenerate(text: str, max_word_repeats: int, max_token_chars: int) -> bool:
+    """Official sample filter: a word occurring > max_word_repeats times or longer than max_token_chars."""
+    counts: dict[str, int] = defaultdict(int)
+    for word in text.split():
+        if len(word) > max_token_chars:
+            return True
+        counts[word] += 1
+        if counts[word] > max_word_repeats:
+            return True
+    return False
+
+
+def group_rollouts(records: Iterable[dict]) -> list[list[dict]]:
+    """Group turn records by rollout (problem id + rollout index), ordered by turn."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[(rec["problem_id"], rec.get("rollout", 0))].append(rec)
+    return [sorted(g, key=lambda r: r["turn"]) for _, g in sorted(groups.items())]
+
+
+def rollout_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
+    """Training examples of one rollout: one per kept turn, weighted exp(r / tau)."""
+    rewards = [float(t["action"]["reward"]) for t in turns]
+    out = []
+    for i, turn in enumerate(turns):
+        action = turn["action"]
+        if not keep_turn(rewards, i, cfg.criterion):
+            continue
+        if cfg.drop_wrong and rewards[i] != 1.0:
+            continue
+        if is_degenerate(action["text"], cfg.max_word_repeats, cfg.max_token_chars):
+            continue
+        out.append({
+            "messages": with_response(turn["messages"], action["text"]),
+            "weight": rwr_weight(rewards[i], cfg.tau),
+            "reward": rewards[i],
+            "problem_id": turn["problem_id"],
+            "turn": turn["turn"],
+            "source": action.get("source", "policy"),
+        })
+    return out
+
+
+def convert(records: Iterable[dict], cfg: ConvertConfig) -> list[dict]:
+    """All training examples of a rollout file, in a deterministic order."""
+    return [ex for turns in group_rollouts(records) for ex in rollout_examples(turns, cfg)]
