@@ -90,3 +90,26 @@ def render_state(
 def with_response(messages: list[Message], response: str) -> list[Message]:
     """The conversation `messages` followed by the assistant's `response` (a training example)."""
     return [*messages, {"role": "assistant", "content": response}]
+
+
+@dataclass
+class EpisodeConfig:
+    """How an episode is shown to the model (shared by collect and eval)."""
+
+    preset: str = "default"          # prompt preset: default | paper
+    feedback: str = "incorrect"      # none | incorrect | oracle
+    history: int | None = 1          # most recent attempts kept in context (official: 1)
+
+    def __post_init__(self):
+        if self.feedback not in FEEDBACK_MODES:
+            raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_MODES)}, got {self.feedback!r}")
+        if self.history is not None and self.history < 0:
+            raise ValueError(f"history must be >= 0, got {self.history}")
+        from rise.prompts import get_preset
+
+        get_preset(self.preset)
+
+    def render(self, question: str, attempts: list[Attempt]) -> list[Message]:
+        from rise.prompts import get_preset
+
+        return render_state(question, attempts, get_preset(self.preset), self.feedback, self.history)

@@ -1,0 +1,138 @@
+"""`rise` command line: one subcommand per stage, plus `run` for the whole pipeline.
+
+Every field of a stage's config dataclass is a flag (`--turns 5`, `--sampling.temperature 0.7`);
+`--config FILE.yaml` loads a file first and `--set key=value` overrides anything. Bad input ends
+with one line `rise: error: ...` naming the culprit and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from typing import Any
+
+STAGES = {
+    "pretrain": ("rise.pretrain", "PretrainConfig", "build the embedded default base model"),
+    "collect": ("rise.collect", "CollectConfig", "roll out a policy and collect improved responses"),
+    "train": ("rise.train", "TrainStageConfig", "convert rollouts to weighted examples and fine-tune"),
+    "eval": ("rise.evaluate", "EvalConfig", "evaluate models over turns and parallel samples"),
+    "run": ("rise.run", "RunConfig", "the whole pipeline (default: the embedded default, offline)"),
+}
+DEFAULT_OUT = {"pretrain": "runs/base", "collect": "runs/collect", "train": "runs/train",
+               "eval": "runs/eval", "run": "runs/default"}
+
+
+def _config_class(stage: str):
+    import importlib
+
+    mod, cls, _ = STAGES[stage]
+    return getattr(importlib.import_module(mod), cls)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    from rise.config import flag_names
+
+    group = parser.add_argument_group("config fields (see --config / --set)")
+    for name, tp in flag_names(cls):
+        origin = typing.get_origin(tp)
+        if name in ("models",):
+            continue
+        kw: dict[str, Any] = {"dest": f"cfg:{name}", "default": argparse.SUPPRESS, "metavar": "V"}
+        if origin is list:
+            kw["nargs"] = "+"
+        group.add_argument(f"--{name}", **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rise", description="Recursive Introspection (RISE) for language models")
+    sub = p.add_subparsers(dest="stage", required=True)
+    for stage, (_, _, help_) in STAGES.items():
+        sp = sub.add_parser(stage, help=help_, description=help_)
+        sp.add_argument("--config", help="YAML file with this stage's config")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key (dotted), value parsed as YAML; repeatable")
+        sp.add_argument("--out", default=DEFAULT_OUT[stage], help=f"output folder (default {DEFAULT_OUT[stage]})")
+        sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        if stage == "eval":
+            sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                            help="model to evaluate (repeatable); PATH alone names it by its folder")
+        _add_config_flags(sp, _config_class(stage))
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from rise.config import parse_override
+
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg:"):
+            if isinstance(value, list):
+                out[key[4:]] = value
+            else:
+                try:
+                    out[key[4:]] = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    out[key[4:]] = value
+    for item in args.set:
+        k, v = parse_override(item)
+        out[k] = v
+    if getattr(args, "model", None):
+        models = {}
+        for spec in args.model:
+            name, _, path = spec.partition("=") if "=" in spec else (spec.rstrip("/").split("/")[-1], "", spec)
+            models[name] = path
+        out["models"] = models
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rise.config import ConfigError, resolve
+
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve(_config_class(args.stage), args.config, _overrides(args))
+        return _dispatch(args, cfg)
+    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"rise: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args, cfg) -> int:
+    from rise.engines import set_threads
+
+    set_threads(args.threads)
+    progress = not args.quiet
+    if args.stage == "pretrain":
+        from rise.pretrain import pretrain
+
+        cfg.out_dir = cfg.out_dir or args.out
+        print(pretrain(cfg, progress=progress))
+    elif args.stage == "collect":
+        from rise.collect import run_collect
+
+        print(run_collect(cfg, args.out, progress))
+    elif args.stage == "train":
+        from rise.train import run_train
+
+        run_train(cfg, args.out, progress)
+        print(f"{args.out}/checkpoint")
+    elif args.stage == "eval":
+        from rise.evaluate import run_eval
+
+        run_eval(cfg, args.out, progress)
+        print(f"{args.out}/report.md")
+    else:
+        from rise.run import run
+
+        if args.threads:
+            cfg.threads = args.threads
+        run(cfg, args.out, progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

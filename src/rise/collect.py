@@ -1,0 +1,171 @@
+"""Data collection (the `collect` stage): multi-turn rollouts with improved responses.
+
+For each training problem the current policy answers for up to `turns` turns (paper, Sec. 4.2;
+official `workflow_gen.py`). At every state whose on-policy samples all fail, an *improved*
+response is added as a candidate:
+  reference  the dataset's worked solution (distillation from an oracle),
+  teacher    samples of a teacher model (distillation),
+  self       the best of `best_of` samples of the policy itself at that state (self-distillation).
+The best candidate by reward is the state's training target (`action`). The conversation goes on
+with the on-policy sample (`continue_with: policy`, the paper's on-policy states) or with the
+action (`continue_with: action`, the official code). A rollout stops at its first success.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rise.engines import EngineConfig
+from rise.episodes import Attempt, EpisodeConfig
+from rise.generation import SamplingParams
+
+IMPROVE_MODES = ("none", "reference", "teacher", "self")
+
+
+@dataclass
+class CollectConfig:
+    policy: str = ""                  # model that rolls out (hub id or local dir)
+    task: str = "arith"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"
+    data_path: str | None = None      # local JSONL/parquet/datasets dir instead of the hub
+    limit: int | None = 2000          # training problems
+    turns: int = 5                    # k: maximum turns of a rollout
+    samples: int = 1                  # on-policy samples per state (official: 1)
+    improve: str = "reference"        # none | reference | teacher | self
+    best_of: int = 8                  # N for improve=self; samples for improve=teacher
+    teacher: str | None = None        # model for improve=teacher
+    teacher_temperature: float = 0.7  # official teacher temperature
+    improve_first_turn: bool = False  # also improve failed first turns (single-turn SFT signal)
+    continue_with: str = "policy"     # policy | action
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.improve not in IMPROVE_MODES:
+            raise ValueError(f"improve must be one of {', '.join(IMPROVE_MODES)}, got {self.improve!r}")
+        if self.continue_with not in ("policy", "action"):
+            raise ValueError(f"continue_with must be 'policy' or 'action', got {self.continue_with!r}")
+        if self.improve == "teacher" and not self.teacher:
+            raise ValueError("improve=teacher needs a teacher model (collect.teacher)")
+        for name in ("turns", "samples", "best_of"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def best_index(cands: list[dict]) -> int:
+    """Index of the highest-reward candidate; the first wins ties (on-policy samples come first)."""
+    return max(range(len(cands)), key=lambda i: (cands[i]["reward"], -i))
+
+
+def graded(task, problem, texts: list[str], source: str) -> list[dict]:
+    out = []
+    for text in texts:
+        answer, reward = task.grade(text, problem)
+        out.append({"text": text, "answer": answer, "reward": reward, "source": source})
+    return out
+
+
+def call_seed(seed: int, turn: int, purpose: int) -> int:
+    """Distinct, reproducible seeds for each generate call of a run."""
+    return seed * 1_000_003 + turn * 101 + purpose
+
+
+def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy, teacher) -> list[list[dict]]:
+    """Improved responses for the failed states `convs` (one list per problem)."""
+    if cfg.improve == "reference":
+        out = []
+        for p in problems:
+            if not p.solution:
+                raise ValueError(f"problem {p.id}: improve=reference needs a reference solution")
+            out.append(graded(task, p, [p.solution], "reference"))
+        return out
+    if cfg.improve == "self":
+        texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, 2))
+        return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts)]
+    params = SamplingParams(cfg.teacher_temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens)
+    texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, 3))
+    return [graded(task, p, ts, f"teacher:{cfg.teacher}") for p, ts in zip(problems, texts)]
+
+
+def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, progress: bool = True) -> list[dict]:
+    """Roll out all problems in lock-step, turn by turn (batched across problems)."""
+    from tqdm.auto import tqdm
+
+    attempts: dict[str, list[Attempt]] = {p.id: [] for p in problems}
+    records: list[dict] = []
+    active = list(problems)
+    bar = tqdm(total=cfg.turns, desc="collect", unit="turn", disable=not progress)
+    for turn in range(1, cfg.turns + 1):
+        if not active:
+            break
+        convs = [cfg.episode.render(p.question, attempts[p.id]) for p in active]
+        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, 1))
+        cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples)]
+        wants = cfg.improve != "none" and (turn > 1 or cfg.improve_first_turn)
+        failed = [i for i, c in enumerate(cands) if wants and max(x["reward"] for x in c) < 1.0]
+        if failed:
+            extra = improved_candidates(cfg, task, [active[i] for i in failed], [convs[i] for i in failed],
+                                        turn, policy, teacher)
+            for i, more in zip(failed, extra):
+                cands[i] = cands[i] + more
+        still = []
+        for p, conv, c in zip(active, convs, cands):
+            action = c[best_index(c)]
+            on_policy = c[best_index(c[: cfg.samples])]
+            nxt = action if cfg.continue_with == "action" else on_policy
+            done = nxt["reward"] == 1.0 or turn == cfg.turns
+            records.append({"problem_id": p.id, "rollout": 0, "turn": turn, "gold": p.answer,
+                            "messages": conv, "candidates": c, "action": action, "next": nxt,
+                            "done": done})
+            attempts[p.id].append(Attempt(nxt["text"], nxt["answer"], nxt["reward"]))
+            if not done:
+                still.append(p)
+        active = still
+        bar.update(1)
+        bar.set_postfix(active=len(active))
+    bar.close()
+    return records
+
+
+def rollout_summary(records: list[dict]) -> dict[str, Any]:
+    """Counts a person wants to see: states, improved states, success per turn."""
+    by_turn: dict[int, list[dict]] = {}
+    for r in records:
+        by_turn.setdefault(r["turn"], []).append(r)
+    return {
+        "records": len(records),
+        "rollouts": len({(r["problem_id"], r.get("rollout", 0)) for r in records}),
+        "per_turn": {t: {"states": len(rs),
+                         "policy_success": sum(r["next"]["reward"] == 1.0 for r in rs) / len(rs),
+                         "action_success": sum(r["action"]["reward"] == 1.0 for r in rs) / len(rs)}
+                     for t, rs in sorted(by_turn.items())},
+    }
+
+
+def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) -> Path:
+    """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
+    from rise.config import save_config
+    from rise.engines import open_backend
+    from rise.records import write_json, write_jsonl
+    from rise.tasks import get_task
+
+    if not cfg.policy:
+        raise ValueError("collect.policy: no policy model given")
+    out = Path(out_dir)
+    task = get_task(cfg.task, **cfg.task_options)
+    problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
+    save_config(out / "config.yaml", cfg)
+    t0 = time.perf_counter()
+    policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
+    teacher = open_backend(cfg.teacher, cfg.engine) if cfg.improve == "teacher" else None
+    records = rollouts(cfg, task, problems, policy, teacher, progress)
+    path = write_path = out / "rollouts.jsonl"
+    write_jsonl(write_path, records)
+    summary = rollout_summary(records) | {"wall_s": time.perf_counter() - t0}
+    write_json(out / "summary.json", summary)
+    return path

@@ -1,0 +1,106 @@
+"""Evaluation (the `eval` stage): sequential turns and parallel samples, one loop for both.
+
+Per problem, K samples are drawn at turn 1 (parallel: m{K}@t1, p{K}@t1); sample 0 then goes on
+for T turns with the fixed "incorrect" feedback after every turn, whatever the truth, so no oracle
+leaks into the prompt (official `workflow_eval.py`). From that one chain come per-turn accuracy,
+p1@tT ("with oracle": stop at the first correct turn, i.e. any turn correct) and m1@tT ("without
+oracle": majority vote over the T answers).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rise.engines import EngineConfig
+from rise.episodes import Attempt, EpisodeConfig
+from rise.generation import SamplingParams
+
+
+@dataclass
+class EvalConfig:
+    models: dict[str, str] = field(default_factory=dict)   # name -> hub id or local dir
+    task: str = "arith"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    split: str = "test"
+    data_path: str | None = None
+    limit: int | None = 500
+    turns: int = 5                    # T sequential turns
+    parallel: int = 5                 # K samples at turn 1
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    seed: int = 1234
+
+    def __post_init__(self):
+        if self.turns < 1 or self.parallel < 1:
+            raise ValueError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
+
+
+def _response(task, problem, text: str) -> dict:
+    answer, reward = task.grade(text, problem)
+    key = task.normalize(answer) if answer is not None else None
+    return {"text": text, "answer": key, "reward": reward}
+
+
+def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True) -> list[dict]:
+    """Eval episode records of one model (schema in docs/design.md)."""
+    from tqdm.auto import tqdm
+
+    convs = [cfg.episode.render(p.question, []) for p in problems]
+    first = backend.generate(convs, cfg.parallel, cfg.sampling, cfg.seed)
+    episodes = []
+    for p, texts in zip(problems, first):
+        par = [_response(task, p, t) for t in texts]
+        episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
+    for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
+        convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
+                 for p, ep in zip(problems, episodes)]
+        outs = backend.generate(convs, 1, cfg.sampling, cfg.seed + turn)
+        for p, ep, texts in zip(problems, episodes, outs):
+            ep["turns"].append(_response(task, p, texts[0]))
+    return episodes
+
+
+def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
+    """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
+    from rise.config import save_config
+    from rise.engines import open_backend
+    from rise.metrics import episode_metrics
+    from rise.records import write_jsonl
+    from rise.report import write_report
+    from rise.tasks import get_task
+
+    if not cfg.models:
+        raise ValueError("eval.models: no model to evaluate")
+    out = Path(out_dir)
+    task = get_task(cfg.task, **cfg.task_options)
+    problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
+    save_config(out / "config.yaml", cfg)
+    all_eps, results = [], {}
+    for name, model in cfg.models.items():
+        t0 = time.perf_counter()
+        backend = open_backend(model, cfg.engine, progress="generate" if progress else False)
+        eps = run_episodes(backend, task, problems, cfg, name, progress)
+        all_eps.extend(eps)
+        results[name] = episode_metrics(eps) | {"wall_s": time.perf_counter() - t0, "model_path": str(model)}
+        del backend
+    write_jsonl(out / "episodes.jsonl", all_eps)
+    for name, extra_fields in (extra or {}).items():
+        results.setdefault(name, {}).update(extra_fields)
+    write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
+                 transcripts=wrong_to_right_examples(all_eps, limit=3))
+    return results
+
+
+def wrong_to_right_examples(episodes: list[dict], limit: int = 3) -> list[dict]:
+    """A few real chains that go from a wrong answer to a right one (for the report)."""
+    out = []
+    for ep in episodes:
+        rewards = [t["reward"] for t in ep["turns"]]
+        if any(a != 1.0 and b == 1.0 for a, b in zip(rewards, rewards[1:])):
+            out.append(ep)
+            if len(out) >= limit:
+                break
+    return out

@@ -1,0 +1,152 @@
+"""The main job (`rise run`): base model -> RISE iterations (collect -> train) -> evaluation.
+
+Layout under --out:
+    base -> (path of the base model, in base.txt)
+    iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
+    iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
+    eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, config.yaml}
+    config.yaml (the resolved run config), timings.json (wall time of each stage)
+A stage whose output is complete (a `done.json` beside it, for the same config) is reused, so an
+interrupted run started again continues at the first unfinished stage.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rise.collect import CollectConfig
+from rise.convert import ConvertConfig
+from rise.evaluate import EvalConfig
+from rise.pretrain import PretrainConfig
+from rise.train import TrainConfig
+
+
+@dataclass
+class RunConfig:
+    base: str = "embedded"            # "embedded" (made offline, cached) or a hub id / local dir
+    task: str = "arith"               # applied to collect and eval
+    task_options: dict[str, Any] = field(default_factory=dict)
+    train_data: str | None = None     # local file for training problems (default: the task's own)
+    test_data: str | None = None      # local file for test problems
+    iterations: int = 1               # RISE iterations (collect with the newest model, train it)
+    threads: int | None = None        # torch CPU threads
+    seed: int = 0
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+
+def config_hash(cfg: Any) -> str:
+    from rise.config import to_dict
+
+    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def stage_done(stage_dir: Path, cfg: Any) -> bool:
+    marker = stage_dir / "done.json"
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text())["config"] == config_hash(cfg)
+    except (ValueError, KeyError):
+        return False
+
+
+def mark_done(stage_dir: Path, cfg: Any, wall_s: float) -> None:
+    from rise.records import write_json
+
+    write_json(stage_dir / "done.json", {"config": config_hash(cfg), "wall_s": wall_s})
+
+
+def _stage(name: str, stage_dir: Path, cfg: Any, fn, timings: dict[str, float]) -> None:
+    """Run `fn()` unless the stage is already complete for this config; record its wall time."""
+    if stage_done(stage_dir, cfg):
+        prev = json.loads((stage_dir / "done.json").read_text())
+        timings[name] = prev.get("wall_s", 0.0)
+        print(f"[rise] {name}: reusing {stage_dir}")
+        return
+    print(f"[rise] {name} -> {stage_dir}")
+    t0 = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    mark_done(stage_dir, cfg, wall)
+    timings[name] = wall
+
+
+def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
+    """The collect and train configs of one iteration, derived from the run config."""
+    from rise.train import TrainStageConfig
+
+    col = copy.deepcopy(cfg.collect)
+    col.policy, col.task, col.task_options = policy, cfg.task, dict(cfg.task_options)
+    col.data_path = cfg.train_data or col.data_path
+    col.seed = cfg.seed * 1000 + iteration
+    tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
+                          convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
+    tr.train.seed = cfg.seed * 1000 + iteration
+    return col, tr
+
+
+def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    from rise.collect import run_collect
+    from rise.config import save_config
+    from rise.engines import set_threads
+    from rise.evaluate import run_eval
+    from rise.pretrain import ensure_base_model
+    from rise.records import write_json, write_text
+    from rise.train import run_train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(out / "config.yaml", cfg)
+    set_threads(cfg.threads)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    base = str(ensure_base_model(cfg.pretrain, progress=progress)) if cfg.base == "embedded" else cfg.base
+    timings["base"] = time.perf_counter() - t0
+    write_text(out / "base.txt", base + "\n")
+
+    models = {"base": base}
+    policy = base
+    for it in range(1, cfg.iterations + 1):
+        col, tr = stage_configs(cfg, policy, it, out)
+        cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
+        _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings)
+        _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings)
+        policy = str(tdir / "checkpoint")
+        models[f"rise-iter{it}"] = policy
+
+    ev = copy.deepcopy(cfg.eval)
+    ev.models, ev.task, ev.task_options = models, cfg.task, dict(cfg.task_options)
+    ev.data_path = cfg.test_data or ev.data_path
+    edir = out / "eval"
+    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings)
+    timings["total"] = sum(v for k, v in timings.items())
+    write_json(out / "timings.json", timings)
+    report = json.loads((edir / "report.json").read_text())
+    print_summary(report, timings, edir)
+    return report
+
+
+def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
+    keys = ["m1@t1", "m5@t1", "p5@t1", "m1@t5", "p1@t5"]
+    print(f"\n{'model':<14}" + "".join(f"{k:>8}" for k in keys) + "   turn accuracy")
+    for name, m in report.items():
+        row = "".join(f"{100 * m[k]:>8.1f}" if m.get(k) is not None else f"{'-':>8}" for k in keys)
+        turns = " ".join(f"{100 * a:.1f}" for a in m.get("turn_acc", []))
+        print(f"{name:<14}{row}   {turns}")
+    print("\nwall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    print(f"report: {edir / 'report.md'}")

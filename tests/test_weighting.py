@@ -1,0 +1,62 @@
+"""RWR weights, selection criteria, rollout conversion."""
+import math
+
+import pytest
+
+from rise.convert import ConvertConfig, convert, is_degenerate
+from rise.weighting import keep_turn, rwr_weight
+
+
+@pytest.mark.parametrize("reward,tau,expected", [
+    (1.0, 0.4, 12.182494), (0.0, 0.4, 1.0), (-1.0, 0.4, 0.082085), (1.0, 1.0, math.e),
+])
+def test_rwr_weight(reward, tau, expected):
+    assert rwr_weight(reward, tau) == pytest.approx(expected, rel=1e-6)
+
+
+def test_tau_must_be_positive():
+    with pytest.raises(ValueError):
+        rwr_weight(1.0, 0.0)
+
+
+# rewards of a rollout -> kept turn indices, per criterion (official workflow_convert rules)
+@pytest.mark.parametrize("criterion,rewards,kept", [
+    ("all", [0, 0, 1], [0, 1, 2]),
+    ("better", [0, 0, 1], [0, 2]),
+    ("better", [-1, 0, 0, 1], [0, 1, 3]),
+    ("best", [0, -1, 0, 1], [0, 2, 3]),
+    ("best", [1, 0], [0]),
+    ("success", [0, 0, 1], [2]),
+    ("success", [0, -1], []),
+])
+def test_keep_turn(criterion, rewards, kept):
+    assert [i for i in range(len(rewards)) if keep_turn(rewards, i, criterion)] == kept
+
+
+def test_unknown_criterion():
+    with pytest.raises(ValueError, match="criterion"):
+        keep_turn([0], 0, "most")
+
+
+def _turn(pid, turn, reward, text="x"):
+    return {"problem_id": pid, "turn": turn, "messages": [{"role": "user", "content": f"q{pid}"}],
+            "action": {"text": text, "answer": None, "reward": reward, "source": "policy"}}
+
+
+def test_convert_one_example_per_turn_with_weights():
+    recs = [_turn("b", 1, 0.0), _turn("a", 2, 1.0), _turn("a", 1, -1.0)]
+    exs = convert(recs, ConvertConfig(tau=0.4))
+    assert [(e["problem_id"], e["turn"]) for e in exs] == [("a", 1), ("a", 2), ("b", 1)]
+    assert [round(e["weight"], 4) for e in exs] == [0.0821, 12.1825, 1.0]
+    assert exs[1]["messages"][-1] == {"role": "assistant", "content": "x"}
+
+
+def test_convert_drop_wrong_and_degenerate():
+    recs = [_turn("a", 1, 0.0), _turn("a", 2, 1.0), _turn("c", 1, 1.0, text="ha " * 200)]
+    exs = convert(recs, ConvertConfig(drop_wrong=True))
+    assert [(e["problem_id"], e["turn"]) for e in exs] == [("a", 2)]
+
+
+@pytest.mark.parametrize("text,bad", [("a b c", False), ("w " * 151, True), ("w " * 150, False), ("x" * 301, True)])
+def test_degenerate_filter(text, bad):
+    assert is_degenerate(text, 150, 300) is bad
