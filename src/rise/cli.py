@@ -18,6 +18,8 @@ STAGES = {
     "eval": ("rise.evaluate", "EvalConfig", "evaluate models over turns and parallel samples"),
     "run": ("rise.run", "RunConfig", "the whole pipeline (default: the embedded default, offline)"),
 }
+# Fixed flags of every subcommand; config fields of the same name are set through them.
+RESERVED = {"threads", "models", "out", "config", "set", "quiet"}
 DEFAULT_OUT = {"pretrain": "runs/base", "collect": "runs/collect", "train": "runs/train",
                "eval": "runs/eval", "run": "runs/default"}
 
@@ -35,7 +37,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
     group = parser.add_argument_group("config fields (see --config / --set)")
     for name, tp in flag_names(cls):
         origin = typing.get_origin(tp)
-        if name in ("models",):
+        if name in RESERVED:
             continue
         kw: dict[str, Any] = {"dest": f"cfg:{name}", "default": argparse.SUPPRESS, "metavar": "V"}
         if origin is list:
@@ -105,6 +107,8 @@ def _dispatch(args, cfg) -> int:
     from rise.engines import set_threads
 
     set_threads(args.threads)
+    if args.threads and hasattr(cfg, "threads"):
+        cfg.threads = args.threads
     progress = not args.quiet
     if args.stage == "pretrain":
         from rise.pretrain import pretrain
@@ -128,8 +132,6 @@ def _dispatch(args, cfg) -> int:
     else:
         from rise.run import run
 
-        if args.threads:
-            cfg.threads = args.threads
         run(cfg, args.out, progress)
     return 0
 

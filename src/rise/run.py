@@ -142,11 +142,13 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
 
 
 def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
-    keys = ["m1@t1", "m5@t1", "p5@t1", "m1@t5", "p1@t5"]
-    print(f"\n{'model':<14}" + "".join(f"{k:>8}" for k in keys) + "   turn accuracy")
+    first = next(iter(report.values()))
+    k, t = first.get("K", 5), first.get("T", 5)
+    keys = ["m1@t1", f"m{k}@t1", f"p{k}@t1", f"m1@t{t}", f"p1@t{t}"]
+    print(f"\n{'model':<14}" + "".join(f"{key:>8}" for key in keys) + "   accuracy at turn 1..T")
     for name, m in report.items():
-        row = "".join(f"{100 * m[k]:>8.1f}" if m.get(k) is not None else f"{'-':>8}" for k in keys)
+        row = "".join(f"{100 * m[key]:>8.1f}" if m.get(key) is not None else f"{'-':>8}" for key in keys)
         turns = " ".join(f"{100 * a:.1f}" for a in m.get("turn_acc", []))
         print(f"{name:<14}{row}   {turns}")
-    print("\nwall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    print("\nwall time: " + ", ".join(f"{key} {v:.0f}s" for key, v in timings.items()))
     print(f"report: {edir / 'report.md'}")

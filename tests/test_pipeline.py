@@ -1,0 +1,88 @@
+"""Integration: collect -> train -> eval through the real CLI, on a tiny model, in seconds."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rise.cli import main  # noqa: E402
+
+TINY = ["--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from rise.embedded import build_model, build_tokenizer
+    from rise.modeling import save_model
+    from rise.tasks import get_task
+
+    probs = get_task("arith").load("train", limit=200)
+    tok = build_tokenizer([p.question for p in probs] + [p.solution for p in probs], vocab_size=400)
+    model = build_model(tok, size="tiny", seed=0)
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(model, tok, path)
+    return str(path)
+
+
+def small(prefix=""):
+    return [
+        "--set", f"{prefix}collect.limit=6", "--set", f"{prefix}collect.turns=2",
+        "--set", f"{prefix}collect.sampling.max_new_tokens=16", "--set", f"{prefix}train.max_steps=2",
+        "--set", f"{prefix}eval.limit=4", "--set", f"{prefix}eval.turns=3", "--set", f"{prefix}eval.parallel=2",
+        "--set", f"{prefix}eval.sampling.max_new_tokens=16",
+    ]
+
+
+def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small()]) == 0
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert set(report) == {"base", "rise-iter1"}
+    for metrics in report.values():
+        for key in ("m1@t1", "m2@t1", "p2@t1", "m1@t3", "p1@t3"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert len(metrics["turn_acc"]) == 3
+    for f in ("iter1/collect/rollouts.jsonl", "iter1/collect/config.yaml", "iter1/train/examples.jsonl",
+              "iter1/train/checkpoint/model.safetensors", "iter1/train/config.yaml", "eval/episodes.jsonl",
+              "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json"):
+        assert (out / f).is_file(), f
+    rollouts = [json.loads(x) for x in (out / "iter1/collect/rollouts.jsonl").read_text().splitlines()]
+    assert {r["turn"] for r in rollouts} <= {1, 2}
+    # a failed turn-1 state is followed by a turn-2 state whose candidates include the reference
+    turn2 = [r for r in rollouts if r["turn"] == 2]
+    assert all(any(c["source"] == "reference" for c in r["candidates"]) for r in turn2)
+    examples = [json.loads(x) for x in (out / "iter1/train/examples.jsonl").read_text().splitlines()]
+    assert len(examples) == len(rollouts)  # criterion `all`: one example per turn
+    assert all(e["messages"][-1]["role"] == "assistant" for e in examples)
+    capsys.readouterr()
+    # a second run reuses every finished stage and reproduces the report
+    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small()]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert json.loads((out / "eval" / "report.json").read_text()) == report
+
+
+def test_stage_commands(tiny_model, tmp_path):
+    col, tr, ev = tmp_path / "collect", tmp_path / "train", tmp_path / "eval"
+    assert main(["collect", "--policy", tiny_model, "--limit", "4", "--turns", "2", "--improve", "self",
+                 "--best_of", "2", "--sampling.max_new_tokens", "12", "--out", str(col), *TINY]) == 0
+    recs = [json.loads(x) for x in (col / "rollouts.jsonl").read_text().splitlines()]
+    assert any(c["source"] == "self@2" for r in recs for c in r["candidates"])
+    assert main(["train", "--model", tiny_model, "--rollouts", str(col / "rollouts.jsonl"),
+                 "--train.max_steps", "1", "--train.lora", "true", "--out", str(tr), *TINY]) == 0
+    assert (tr / "adapter" / "adapter_config.json").is_file() and (tr / "checkpoint" / "config.json").is_file()
+    assert main(["eval", "--model", f"tuned={tr / 'checkpoint'}", "--limit", "3", "--turns", "2",
+                 "--parallel", "2", "--sampling.max_new_tokens", "12", "--out", str(ev), *TINY]) == 0
+    assert set(json.loads((ev / "report.json").read_text())) == {"tuned"}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--set", "train.lrr=1"], "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+    (["collect", "--turns", "0", "--policy", "x"], "turns must be >= 1"),
+    (["eval", "--limit", "2"], "eval.models: no model to evaluate"),
+    (["run", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["collect", "--policy", "/no/such/model", "--limit", "1"], "/no/such/model"),
+])
+def test_bad_input_is_one_line_naming_the_culprit(argv, needle, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rise: error:") and needle in err and "\n" not in err
