@@ -21,7 +21,7 @@ class Problem:
     id: str                 # stable id: the dataset's own, or a hash of the question
     question: str
     solution: str           # reference worked solution ("" when the dataset has none)
-    answer: str             # gold final answer, already extracted and normalised
+    answer: str             # gold final answer, already extracted (GSM8K/arith: canonical number)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,7 +50,8 @@ class Task:
         raise NotImplementedError
 
     def extract_answer(self, text: str) -> str | None:
-        """The final answer in `text`, normalised, or None when there is none."""
+        """The final answer in `text`, or None when there is none (GSM8K-style tasks return the
+        canonical number; MATH the boxed LaTeX as written, trimmed)."""
         raise NotImplementedError
 
     def is_equivalent(self, predicted: str, gold: str) -> bool:
@@ -60,6 +61,11 @@ class Task:
     def normalize(self, answer: str) -> str:
         """Canonical string of an extracted answer; majority votes group by it."""
         return answer.strip()
+
+    @property
+    def grader_stats(self) -> dict[str, int]:
+        """Counters a report can show (MATH: fast-path hits, math-verify calls, timeouts...)."""
+        return {}
 
     # -- derived -----------------------------------------------------------------------------
     def grade(self, response: str, problem: Problem) -> tuple[str | None, float]:
