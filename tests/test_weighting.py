@@ -60,3 +60,13 @@ def test_convert_drop_wrong_and_degenerate():
 @pytest.mark.parametrize("text,bad", [("a b c", False), ("w " * 151, True), ("w " * 150, False), ("x" * 301, True)])
 def test_degenerate_filter(text, bad):
     assert is_degenerate(text, 150, 300) is bad
+
+
+def test_classic_mode_is_single_turn_sft_on_correct_actions():
+    t1 = _turn("a", 1, 0.0)
+    t2 = _turn("a", 2, 1.0, text="right")
+    t2["messages"] = t1["messages"] + [{"role": "assistant", "content": "x"}, {"role": "user", "content": "fb"}]
+    exs = convert([t1, t2], ConvertConfig(mode="classic"))
+    assert len(exs) == 1
+    assert exs[0]["messages"] == t1["messages"] + [{"role": "assistant", "content": "right"}]
+    assert exs[0]["weight"] == 1.0

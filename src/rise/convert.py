@@ -15,11 +15,18 @@ from rise.weighting import keep_turn, rwr_weight
 
 @dataclass(frozen=True)
 class ConvertConfig:
+    mode: str = "rise"               # rise: multi-turn examples; classic: single-turn SFT on the correct actions
     tau: float = 0.4                 # temperature of exp(r / tau); official 0.4
     criterion: str = "all"           # all | better | best | success
     drop_wrong: bool = False         # drop turns whose action is not correct (our probes: +3-7 points)
     max_word_repeats: int = 150      # official filter: a word repeated more often marks a degenerate sample
     max_token_chars: int = 300       # official filter: a "word" longer than this marks garbage
+
+    def __post_init__(self):
+        if self.mode not in ("rise", "classic"):
+            raise ValueError(f"convert.mode must be 'rise' or 'classic', got {self.mode!r}")
+        if self.tau <= 0:
+            raise ValueError(f"convert.tau must be > 0, got {self.tau}")
 
 
 def is_degenerate(text: str, max_word_repeats: int, max_token_chars: int) -> bool:
@@ -65,6 +72,21 @@ def rollout_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
     return out
 
 
+def classic_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
+    """The "Classic" baseline (paper, Table 1): single-turn SFT on the same data. Every correct
+    action of the rollout becomes an example in the turn-1 context (the problem alone), weight 1."""
+    context = turns[0]["messages"]
+    out = []
+    for turn in turns:
+        action = turn["action"]
+        if action["reward"] != 1.0 or is_degenerate(action["text"], cfg.max_word_repeats, cfg.max_token_chars):
+            continue
+        out.append({"messages": with_response(context, action["text"]), "weight": 1.0, "reward": 1.0,
+                    "problem_id": turn["problem_id"], "turn": 1, "source": action.get("source", "policy")})
+    return out
+
+
 def convert(records: Iterable[dict], cfg: ConvertConfig) -> list[dict]:
     """All training examples of a rollout file, in a deterministic order."""
-    return [ex for turns in group_rollouts(records) for ex in rollout_examples(turns, cfg)]
+    per_rollout = classic_examples if cfg.mode == "classic" else rollout_examples
+    return [ex for turns in group_rollouts(records) for ex in per_rollout(turns, cfg)]

@@ -21,6 +21,7 @@ from rise.generation import SamplingParams
 @dataclass
 class EvalConfig:
     models: dict[str, str] = field(default_factory=dict)   # name -> hub id or local dir
+    self_refine: list[str] = field(default_factory=list)    # models also run with Self-Refine prompting
     task: str = "arith"
     task_options: dict[str, Any] = field(default_factory=dict)
     split: str = "test"
@@ -44,8 +45,13 @@ def _response(task, problem, text: str) -> dict:
     return {"text": text, "answer": key, "reward": reward}
 
 
-def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True) -> list[dict]:
-    """Eval episode records of one model (schema in docs/design.md)."""
+def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True,
+                 self_refine: bool = False) -> list[dict]:
+    """Eval episode records of one model (schema in docs/design.md).
+
+    self_refine: instead of the feedback line, each later turn first asks the model to critique
+    its last answer, then to revise it (two generations per turn, no training).
+    """
     from tqdm.auto import tqdm
 
     convs = [cfg.episode.render(p.question, []) for p in problems]
@@ -55,12 +61,31 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
         par = [_response(task, p, t) for t in texts]
         episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
-        convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
-                 for p, ep in zip(problems, episodes)]
+        if self_refine:
+            convs = self_refine_states(backend, problems, episodes, cfg, turn)
+        else:
+            convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
+                     for p, ep in zip(problems, episodes)]
         outs = backend.generate(convs, 1, cfg.sampling, cfg.seed + turn)
         for p, ep, texts in zip(problems, episodes, outs):
             ep["turns"].append(_response(task, p, texts[0]))
     return episodes
+
+
+def self_refine_states(backend, problems, episodes, cfg: EvalConfig, turn: int) -> list[list[dict]]:
+    """States for a Self-Refine turn: question, last answer, the model's own critique, revise request."""
+    from rise.prompts import get_preset
+
+    preset = get_preset(cfg.episode.preset)
+    asked = [[*cfg.episode.render(p.question, []), {"role": "assistant", "content": ep["turns"][-1]["text"]},
+              {"role": "user", "content": preset.critique}] for p, ep in zip(problems, episodes)]
+    critiques = backend.generate(asked, 1, cfg.sampling, cfg.seed + 1000 + turn)
+    states = []
+    for p, ep, conv, crit in zip(problems, episodes, asked, critiques):
+        ep["turns"][-1]["critique"] = crit[0]
+        states.append([*conv, {"role": "assistant", "content": crit[0]},
+                       {"role": "user", "content": preset.revise.format(question=p.question)}])
+    return states
 
 
 def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
@@ -79,12 +104,17 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
     save_config(out / "config.yaml", cfg)
     all_eps, results = [], {}
+    unknown = [n for n in cfg.self_refine if n not in cfg.models]
+    if unknown:
+        raise ValueError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
     for name, model in cfg.models.items():
-        t0 = time.perf_counter()
         backend = open_backend(model, cfg.engine, progress="generate" if progress else False)
-        eps = run_episodes(backend, task, problems, cfg, name, progress)
-        all_eps.extend(eps)
-        results[name] = episode_metrics(eps) | {"wall_s": time.perf_counter() - t0, "model_path": str(model)}
+        for method in ["rise"] + (["self_refine"] if name in cfg.self_refine else []):
+            row = name if method == "rise" else f"{name}+self-refine"
+            t0 = time.perf_counter()
+            eps = run_episodes(backend, task, problems, cfg, row, progress, self_refine=method == "self_refine")
+            all_eps.extend(eps)
+            results[row] = episode_metrics(eps) | {"wall_s": time.perf_counter() - t0, "model_path": str(model)}
         del backend
     write_jsonl(out / "episodes.jsonl", all_eps)
     for name, extra_fields in (extra or {}).items():

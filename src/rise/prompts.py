@@ -52,6 +52,9 @@ class PromptPreset:
     few_shot: tuple[tuple[str, str], ...] = ()   # (user, assistant) pairs before the question
     feedback: dict[str, str] = field(default_factory=dict)  # feedback mode -> template
     correct_feedback: str = "That is correct."          # oracle mode, after a right answer
+    # Self-Refine baseline (Madaan et al. 2023): the model critiques its answer, then revises it.
+    critique: str = "Review your answer above step by step and point out any mistake in it."
+    revise: str = "Using your review, give an improved answer. Here's the question: {question}"
 
 
 _INCORRECT = "The answer is incorrect. Please try again. Here's the question: {question}"
