@@ -37,11 +37,15 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small()]) == 0
     report = json.loads((out / "eval" / "report.json").read_text())
-    assert set(report) == {"base", "rise-iter1"}
+    assert set(report) == {"base", "base+self-refine", "classic-sft", "rise-iter1"}
     for metrics in report.values():
         for key in ("m1@t1", "m2@t1", "p2@t1", "m1@t3", "p1@t3"):
             assert 0.0 <= metrics[key] <= 1.0
         assert len(metrics["turn_acc"]) == 3
+    classic = [json.loads(x) for x in (out / "classic/train/examples.jsonl").read_text().splitlines()]
+    assert all(len(e["messages"]) == 2 and e["weight"] == 1.0 for e in classic)  # single-turn SFT
+    sr = [json.loads(x) for x in (out / "eval/episodes.jsonl").read_text().splitlines() if '"base+self-refine"' in x]
+    assert sr and all("critique" in ep["turns"][0] for ep in sr)
     for f in ("iter1/collect/rollouts.jsonl", "iter1/collect/config.yaml", "iter1/train/examples.jsonl",
               "iter1/train/checkpoint/model.safetensors", "iter1/train/config.yaml", "eval/episodes.jsonl",
               "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json"):

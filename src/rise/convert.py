@@ -13,7 +13,7 @@ from rise.episodes import with_response
 from rise.weighting import keep_turn, rwr_weight
 
 
-@dataclass(frozen=True)
+@dataclass
 class ConvertConfig:
     mode: str = "rise"               # rise: multi-turn examples; classic: single-turn SFT on the correct actions
     tau: float = 0.4                 # temperature of exp(r / tau); official 0.4

@@ -34,6 +34,9 @@ class RunConfig:
     train_data: str | None = None     # local file for training problems (default: the task's own)
     test_data: str | None = None      # local file for test problems
     iterations: int = 1               # RISE iterations (collect with the newest model, train it)
+    improve_schedule: list[str] = field(default_factory=list)  # per-iteration collect.improve, e.g. [reference, self]
+    classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
+    self_refine: bool = True          # baseline: the base with Self-Refine prompting
     threads: int | None = None        # torch CPU threads
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -45,6 +48,11 @@ class RunConfig:
     def __post_init__(self):
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        from rise.collect import IMPROVE_MODES
+
+        bad = [m for m in self.improve_schedule if m not in IMPROVE_MODES]
+        if bad:
+            raise ValueError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
 
 
 def config_hash(cfg: Any) -> str:
@@ -91,6 +99,9 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
 
     col = copy.deepcopy(cfg.collect)
     col.policy, col.task, col.task_options = policy, cfg.task, dict(cfg.task_options)
+    if len(cfg.improve_schedule) >= iteration:
+        col.improve = cfg.improve_schedule[iteration - 1]
+        CollectConfig.__post_init__(col)
     col.data_path = cfg.train_data or col.data_path
     col.seed = cfg.seed * 1000 + iteration
     tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
@@ -128,9 +139,17 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
         _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings)
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"] = policy
+        if it == 1 and cfg.classic:
+            # Classic: the same rollouts, as single-turn SFT of the base (paper, Table 1)
+            cl = copy.deepcopy(tr)
+            cl.convert.mode = "classic"
+            cldir = out / "classic" / "train"
+            _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings)
+            models["classic-sft"] = str(cldir / "checkpoint")
 
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, dict(cfg.task_options)
+    ev.self_refine = ["base"] if cfg.self_refine else []
     ev.data_path = cfg.test_data or ev.data_path
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings)
