@@ -1,0 +1,94 @@
+"""The paper's analyses over evaluation episodes. Standard library only.
+
+- `beyond_pass_at_b`: problems that B parallel turn-1 samples never solve but a sequential chain
+  solves within T turns (paper, Sec. 6: RISE is not just sampling more).
+- `edit_sizes`: how much a response changes between consecutive attempts, to tell small fixes
+  from rewrites (paper, Sec. 6 qualitative analysis).
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+EDIT_BINS = (0.0, 0.05, 0.2, 0.5, 1.0)   # edit fraction bins: identical | small fix | partial | rewrite
+
+
+def edit_fraction(a: str, b: str) -> float:
+    """Share of characters changed from a to b: 1 - difflib similarity ratio, in [0, 1]."""
+    if a == b:
+        return 0.0
+    return 1.0 - difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def bin_label(lo: float, hi: float) -> str:
+    return "identical" if hi == 0.0 else f"{lo:.0%}-{hi:.0%}"
+
+
+def edit_sizes(episodes: Sequence[dict], bins: Sequence[float] = EDIT_BINS) -> dict:
+    """Distribution of edit fractions between consecutive turns of each chain.
+
+    Returns {"all": {bin: share}, "wrong_to_right": {bin: share}, "n_all", "n_wrong_to_right",
+    "median_all", "median_wrong_to_right"}; transitions are counted after a wrong turn only
+    (those are the ones a model is asked to improve).
+    """
+    after_wrong, fixed = [], []
+    for ep in episodes:
+        turns = ep["turns"]
+        for a, b in zip(turns, turns[1:]):
+            if a["reward"] == 1.0:
+                continue
+            frac = edit_fraction(a["text"], b["text"])
+            after_wrong.append(frac)
+            if b["reward"] == 1.0:
+                fixed.append(frac)
+    return {
+        "all": histogram(after_wrong, bins), "wrong_to_right": histogram(fixed, bins),
+        "n_all": len(after_wrong), "n_wrong_to_right": len(fixed),
+        "median_all": median(after_wrong), "median_wrong_to_right": median(fixed),
+    }
+
+
+def histogram(values: Sequence[float], bins: Sequence[float]) -> dict[str, float]:
+    """Share of `values` per bin: [0, 0] exactly-zero, then (lo, hi] for consecutive bin edges."""
+    labels = [bin_label(0.0, 0.0)] + [bin_label(lo, hi) for lo, hi in zip(bins, bins[1:])]
+    counts = dict.fromkeys(labels, 0)
+    for v in values:
+        if v == 0.0:
+            counts[labels[0]] += 1
+            continue
+        for (lo, hi), label in zip(zip(bins, bins[1:]), labels[1:]):
+            if lo < v <= hi:
+                counts[label] += 1
+                break
+    n = len(values)
+    return {k: (c / n if n else 0.0) for k, c in counts.items()}
+
+
+def median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def beyond_pass_at_b(parallel: Sequence[dict], sequential: Sequence[dict], budgets: Sequence[int]) -> dict[int, float]:
+    """For each B: the fraction of problems where none of the first B turn-1 samples in
+    `parallel` episodes is correct but the chain of `sequential` episodes is correct at some turn.
+
+    Episodes are matched by problem_id; `parallel` needs at least max(budgets) samples.
+    """
+    seq = {ep["problem_id"]: any(t["reward"] == 1.0 for t in ep["turns"]) for ep in sequential}
+    out = {}
+    for b in budgets:
+        hits, n = 0, 0
+        for ep in parallel:
+            if ep["problem_id"] not in seq:
+                continue
+            if len(ep["parallel"]) < b:
+                raise ValueError(f"problem {ep['problem_id']}: {len(ep['parallel'])} parallel samples, need {b}")
+            n += 1
+            if seq[ep["problem_id"]] and not any(s["reward"] == 1.0 for s in ep["parallel"][:b]):
+                hits += 1
+        out[b] = hits / n if n else 0.0
+    return out

@@ -1,0 +1,39 @@
+"""The paper's analyses: edit sizes between attempts, problems beyond pass@B."""
+import pytest
+
+from rise.analysis import beyond_pass_at_b, edit_fraction, edit_sizes, histogram
+
+
+def t(text, reward):
+    return {"text": text, "answer": None, "reward": reward}
+
+
+@pytest.mark.parametrize("a,b,lo,hi", [("same", "same", 0.0, 0.0), ("abcdefghij", "abcdefghiX", 0.05, 0.15),
+                                        ("aaaa", "zzzz", 1.0, 1.0)])
+def test_edit_fraction(a, b, lo, hi):
+    assert lo <= edit_fraction(a, b) <= hi
+
+
+def test_histogram_bins():
+    h = histogram([0.0, 0.01, 0.1, 0.3, 0.9, 1.0], (0.0, 0.05, 0.2, 0.5, 1.0))
+    assert h == {"identical": 1 / 6, "0%-5%": 1 / 6, "5%-20%": 1 / 6, "20%-50%": 1 / 6, "50%-100%": 2 / 6}
+
+
+def test_edit_sizes_counts_transitions_after_wrong_turns():
+    eps = [{"turns": [t("x = 5\n#### 5", 0.0), t("x = 6\n#### 6", 1.0), t("x = 6\n#### 6", 1.0)]},
+           {"turns": [t("abc", 0.0), t("abc", 0.0)]}]
+    e = edit_sizes(eps)
+    assert e["n_all"] == 2 and e["n_wrong_to_right"] == 1
+    assert e["all"]["identical"] == 0.5 and e["wrong_to_right"]["identical"] == 0.0
+
+
+def test_beyond_pass_at_b():
+    par = [{"problem_id": "a", "parallel": [t("", 0.0), t("", 1.0)]},
+           {"problem_id": "b", "parallel": [t("", 0.0), t("", 0.0)]},
+           {"problem_id": "c", "parallel": [t("", 1.0), t("", 0.0)]}]
+    seq = [{"problem_id": "a", "turns": [t("", 0.0), t("", 1.0)]},
+           {"problem_id": "b", "turns": [t("", 0.0), t("", 1.0)]},
+           {"problem_id": "c", "turns": [t("", 0.0), t("", 0.0)]}]
+    assert beyond_pass_at_b(par, seq, [1, 2]) == {1: 2 / 3, 2: 1 / 3}
+    with pytest.raises(ValueError, match="need 4"):
+        beyond_pass_at_b(par, seq, [4])
