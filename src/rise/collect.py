@@ -44,6 +44,7 @@ class CollectConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 0
+    chunk_size: int = 256             # problems per resumable chunk (a restart skips finished chunks)
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:
@@ -52,7 +53,7 @@ class CollectConfig:
             raise ValueError(f"continue_with must be 'policy' or 'action', got {self.continue_with!r}")
         if self.improve == "teacher" and not self.teacher:
             raise ValueError("improve=teacher needs a teacher model (collect.teacher)")
-        for name in ("turns", "samples", "best_of"):
+        for name in ("turns", "samples", "best_of", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -70,12 +71,12 @@ def graded(task, problem, texts: list[str], source: str) -> list[dict]:
     return out
 
 
-def call_seed(seed: int, turn: int, purpose: int) -> int:
+def call_seed(seed: int, turn: int, purpose: int, chunk: int = 0) -> int:
     """Distinct, reproducible seeds for each generate call of a run."""
-    return seed * 1_000_003 + turn * 101 + purpose
+    return seed * 1_000_003 + chunk * 7919 + turn * 101 + purpose
 
 
-def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy, teacher) -> list[list[dict]]:
+def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy, teacher, chunk=0) -> list[list[dict]]:
     """Improved responses for the failed states `convs` (one list per problem)."""
     if cfg.improve == "reference":
         out = []
@@ -85,32 +86,29 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
             out.append(graded(task, p, [p.solution], "reference"))
         return out
     if cfg.improve == "self":
-        texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, 2))
+        texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, 2, chunk))
         return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts)]
     params = SamplingParams(cfg.teacher_temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens)
-    texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, 3))
+    texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, 3, chunk))
     return [graded(task, p, ts, f"teacher:{cfg.teacher}") for p, ts in zip(problems, texts)]
 
 
-def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, progress: bool = True) -> list[dict]:
-    """Roll out all problems in lock-step, turn by turn (batched across problems)."""
-    from tqdm.auto import tqdm
-
+def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: int = 0) -> list[dict]:
+    """Roll out `problems` (one chunk) in lock-step, turn by turn (batched across problems)."""
     attempts: dict[str, list[Attempt]] = {p.id: [] for p in problems}
     records: list[dict] = []
     active = list(problems)
-    bar = tqdm(total=cfg.turns, desc="collect", unit="turn", disable=not progress)
     for turn in range(1, cfg.turns + 1):
         if not active:
             break
         convs = [cfg.episode.render(p.question, attempts[p.id]) for p in active]
-        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, 1))
+        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, 1, chunk))
         cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples)]
         wants = cfg.improve != "none" and (turn > 1 or cfg.improve_first_turn)
         failed = [i for i, c in enumerate(cands) if wants and max(x["reward"] for x in c) < 1.0]
         if failed:
             extra = improved_candidates(cfg, task, [active[i] for i in failed], [convs[i] for i in failed],
-                                        turn, policy, teacher)
+                                        turn, policy, teacher, chunk)
             for i, more in zip(failed, extra):
                 cands[i] = cands[i] + more
         still = []
@@ -126,9 +124,6 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, progress:
             if not done:
                 still.append(p)
         active = still
-        bar.update(1)
-        bar.set_postfix(active=len(active))
-    bar.close()
     return records
 
 
@@ -149,7 +144,10 @@ def rollout_summary(records: list[dict]) -> dict[str, Any]:
 
 def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) -> Path:
     """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
-    from rise.config import save_config
+    from tqdm.auto import tqdm
+
+    from rise.chunks import ChunkStore, chunked, fingerprint
+    from rise.config import save_config, to_dict
     from rise.engines import open_backend
     from rise.records import write_json, write_jsonl
     from rise.tasks import get_task
@@ -163,9 +161,15 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     t0 = time.perf_counter()
     policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
     teacher = open_backend(cfg.teacher, cfg.engine) if cfg.improve == "teacher" else None
-    records = rollouts(cfg, task, problems, policy, teacher, progress)
-    path = write_path = out / "rollouts.jsonl"
-    write_jsonl(write_path, records)
-    summary = rollout_summary(records) | {"wall_s": time.perf_counter() - t0}
-    write_json(out / "summary.json", summary)
+    store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
+    records: list[dict] = []
+    parts = chunked(problems, cfg.chunk_size)
+    for i, part in enumerate(tqdm(parts, desc="collect", unit="chunk", disable=not progress)):
+        if not store.has("rollouts", i):
+            store.save("rollouts", i, rollouts(cfg, task, part, policy, teacher, chunk=i))
+        records.extend(store.load("rollouts", i))
+    path = out / "rollouts.jsonl"
+    write_jsonl(path, records)
+    write_json(out / "summary.json", rollout_summary(records) | {"wall_s": time.perf_counter() - t0})
+    store.remove()
     return path

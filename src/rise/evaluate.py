@@ -33,10 +33,13 @@ class EvalConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 1234
+    chunk_size: int = 256             # problems per resumable chunk
 
     def __post_init__(self):
         if self.turns < 1 or self.parallel < 1:
             raise ValueError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
 
 def _response(task, problem, text: str) -> dict:
@@ -46,7 +49,7 @@ def _response(task, problem, text: str) -> dict:
 
 
 def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True,
-                 self_refine: bool = False) -> list[dict]:
+                 self_refine: bool = False, chunk: int = 0) -> list[dict]:
     """Eval episode records of one model (schema in docs/design.md).
 
     self_refine: instead of the feedback line, each later turn first asks the model to critique
@@ -55,31 +58,32 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
     from tqdm.auto import tqdm
 
     convs = [cfg.episode.render(p.question, []) for p in problems]
-    first = backend.generate(convs, cfg.parallel, cfg.sampling, cfg.seed)
+    seed = cfg.seed + 7919 * chunk
+    first = backend.generate(convs, cfg.parallel, cfg.sampling, seed)
     episodes = []
     for p, texts in zip(problems, first):
         par = [_response(task, p, t) for t in texts]
         episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
         if self_refine:
-            convs = self_refine_states(backend, problems, episodes, cfg, turn)
+            convs = self_refine_states(backend, problems, episodes, cfg, seed + 1000 + turn)
         else:
             convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
                      for p, ep in zip(problems, episodes)]
-        outs = backend.generate(convs, 1, cfg.sampling, cfg.seed + turn)
+        outs = backend.generate(convs, 1, cfg.sampling, seed + turn)
         for p, ep, texts in zip(problems, episodes, outs):
             ep["turns"].append(_response(task, p, texts[0]))
     return episodes
 
 
-def self_refine_states(backend, problems, episodes, cfg: EvalConfig, turn: int) -> list[list[dict]]:
+def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) -> list[list[dict]]:
     """States for a Self-Refine turn: question, last answer, the model's own critique, revise request."""
     from rise.prompts import get_preset
 
     preset = get_preset(cfg.episode.preset)
     asked = [[*cfg.episode.render(p.question, []), {"role": "assistant", "content": ep["turns"][-1]["text"]},
               {"role": "user", "content": preset.critique}] for p, ep in zip(problems, episodes)]
-    critiques = backend.generate(asked, 1, cfg.sampling, cfg.seed + 1000 + turn)
+    critiques = backend.generate(asked, 1, cfg.sampling, seed)
     states = []
     for p, ep, conv, crit in zip(problems, episodes, asked, critiques):
         ep["turns"][-1]["critique"] = crit[0]
@@ -90,10 +94,11 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, turn: int) 
 
 def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
     """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
-    from rise.config import save_config
+    from rise.chunks import ChunkStore, chunked, fingerprint
+    from rise.config import save_config, to_dict
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
-    from rise.records import write_jsonl
+    from rise.records import write_json, write_jsonl
     from rise.report import write_report
     from rise.tasks import get_task
 
@@ -107,20 +112,32 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     unknown = [n for n in cfg.self_refine if n not in cfg.models]
     if unknown:
         raise ValueError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
+    store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
+    parts = chunked(problems, cfg.chunk_size)
+    timings: dict[str, float] = {}  # kept out of report.json so that metrics are byte-identical per seed
     for name, model in cfg.models.items():
-        backend = open_backend(model, cfg.engine, progress="generate" if progress else False)
-        for method in ["rise"] + (["self_refine"] if name in cfg.self_refine else []):
-            row = name if method == "rise" else f"{name}+self-refine"
+        rows = [(name, False)] + ([(f"{name}+self-refine", True)] if name in cfg.self_refine else [])
+        backend = None
+        for row, refine in rows:
             t0 = time.perf_counter()
-            eps = run_episodes(backend, task, problems, cfg, row, progress, self_refine=method == "self_refine")
+            eps = []
+            for i, part in enumerate(parts):
+                if not store.has(row, i):
+                    # the model loads only when a chunk is missing (a resumed eval may need none)
+                    backend = backend or open_backend(model, cfg.engine, progress="generate" if progress else False)
+                    store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
+                eps.extend(store.load(row, i))
             all_eps.extend(eps)
-            results[row] = episode_metrics(eps) | {"wall_s": time.perf_counter() - t0, "model_path": str(model)}
+            results[row] = episode_metrics(eps) | {"model_path": str(model)}
+            timings[row] = time.perf_counter() - t0
         del backend
     write_jsonl(out / "episodes.jsonl", all_eps)
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)
     write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
                  transcripts=wrong_to_right_examples(all_eps, limit=3))
+    write_json(out / "timings.json", timings)
+    store.remove()
     return results
 
 

@@ -1,0 +1,57 @@
+"""Resumable work in chunks: a stage splits its problems into fixed chunks, writes each finished
+chunk atomically, and on a restart skips the chunks already on disk. Standard library only.
+
+Chunk composition and the seeds used inside a chunk depend only on the config and the chunk
+index, so a resumed stage produces exactly the records of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from rise.records import read_jsonl, write_jsonl, write_text
+
+
+def chunked(items: Sequence, size: int) -> list[list]:
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def fingerprint(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+class ChunkStore:
+    """Finished chunks of one stage under `root`, valid for one config fingerprint.
+
+    A store left by a different config is cleared (its chunks would not match this run)."""
+
+    def __init__(self, root: str | Path, key: str):
+        self.root = Path(root)
+        self.key = key
+        marker = self.root / "FINGERPRINT"
+        if self.root.exists() and (not marker.is_file() or marker.read_text().strip() != key):
+            shutil.rmtree(self.root)
+        if not marker.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_text(marker, key + "\n")
+
+    def path(self, name: str, index: int) -> Path:
+        return self.root / f"{name}-{index:05d}.jsonl"
+
+    def has(self, name: str, index: int) -> bool:
+        return self.path(name, index).is_file()
+
+    def load(self, name: str, index: int) -> list[dict]:
+        return read_jsonl(self.path(name, index))
+
+    def save(self, name: str, index: int, records: list[dict]) -> None:
+        write_jsonl(self.path(name, index), records)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
