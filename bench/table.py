@@ -84,8 +84,7 @@ def analyses(run_dir: Path, cfg, budgets, progress=True) -> dict:
     by_model: dict[str, list[dict]] = {}
     for ep in episodes:
         by_model.setdefault(ep["model"], []).append(ep)
-    paths = {name: m["model_path"] for name, m in json.loads((run_dir / "eval" / "report.json").read_text()).items()
-             if "+" not in name}
+    paths = json.loads((run_dir / "eval" / "models.json").read_text())
     out = {"nll": {}, "beyond_pass_at_b": {}, "edit_sizes": {}}
     for name, path in paths.items():
         eps = {ep["problem_id"]: ep for ep in by_model[name]}

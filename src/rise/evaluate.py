@@ -128,7 +128,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
                     store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
                 eps.extend(store.load(row, i))
             all_eps.extend(eps)
-            results[row] = episode_metrics(eps) | {"model_path": str(model)}
+            results[row] = episode_metrics(eps)
             timings[row] = time.perf_counter() - t0
         del backend
     write_jsonl(out / "episodes.jsonl", all_eps)
@@ -137,6 +137,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
                  transcripts=wrong_to_right_examples(all_eps, limit=3))
     write_json(out / "timings.json", timings)
+    write_json(out / "models.json", dict(cfg.models))
     store.remove()
     return results
 
