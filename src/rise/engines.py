@@ -1,37 +1,104 @@
 """Turn a model setting into a generation backend (the boundary where engines load).
 
-A model setting is a Hugging Face hub id or a local directory. The engine is chosen by
-`engine`: "hf" (transformers, CPU or GPU). Heavy imports happen here, lazily.
+The engine is chosen by `engine`:
+  hf      transformers in this process (CPU or GPU); `model` is a hub id or a local directory;
+  vllm    vLLM's offline engine (`pip install rise[vllm]`); `model` is a hub id or a local
+          directory; n samples per prompt, prefix caching, tensor parallelism;
+  openai  an OpenAI-compatible HTTP server at `base_url`; `model` is the SERVED model name.
+          The API key is read from the environment variable named by `api_key_env` (never put
+          the key itself in a config: configs are saved beside every output).
+Heavy imports happen here, lazily.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+ENGINES = ("hf", "vllm", "openai")
+
 
 @dataclass
 class EngineConfig:
-    engine: str = "hf"               # hf
-    batch_size: int = 64             # rows (prompt x sample) per forward pass
-    dtype: str = "auto"              # auto: bf16 on GPUs that support it, fp32 on CPU
-    device: str = "auto"
-    trust_remote_code: bool = False
-    chat_template: str | None = None  # Jinja string or file, for tokenizers without one
+    engine: str = "hf"               # hf | vllm | openai
+    batch_size: int = 64             # hf: rows (prompt x sample) per forward pass
+    dtype: str = "auto"              # hf/vllm: auto = bf16 on GPUs that support it, fp32 on CPU
+    device: str = "auto"             # hf
+    trust_remote_code: bool = False  # hf/vllm
+    chat_template: str | None = None  # hf/vllm: Jinja string or file, for tokenizers without one
+    # vllm
+    tensor_parallel_size: int = 1    # GPUs per engine
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True  # turn-k prompts share long prefixes
+    max_model_len: int | None = None
+    # openai
+    base_url: str | None = None      # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (not the key)
+    concurrency: int = 8             # parallel requests
+    timeout_s: float = 60.0          # per socket operation
+    max_retries: int = 4             # on connection errors, timeouts, 429 and 5xx
 
     def __post_init__(self):
-        if self.engine not in ("hf",):
-            raise ValueError(f"engine must be 'hf', got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError(
+                f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                f"not a key; got a value of {len(self.api_key_env)} characters")
+        if self.engine == "openai" and not self.base_url:
+            raise ValueError("engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
 
 
 def open_backend(model: str, cfg: EngineConfig, progress: bool | str = False):
-    """A `rise.generation.Backend` serving `model`."""
+    """A `rise.generation.Backend` serving `model` with the engine `cfg.engine`."""
+    if cfg.engine == "openai":
+        from rise.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg.base_url or "", model, api_key_env=cfg.api_key_env,
+                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
+                             max_retries=cfg.max_retries, progress=progress)
+    if cfg.engine == "vllm":
+        from rise.vllm_backend import VLLMBackend
+
+        chat_template = None
+        if cfg.chat_template:
+            from rise.modeling import read_chat_template
+
+            chat_template = read_chat_template(cfg.chat_template)
+        return VLLMBackend(model, tensor_parallel_size=cfg.tensor_parallel_size,
+                           enable_prefix_caching=cfg.enable_prefix_caching,
+                           gpu_memory_utilization=cfg.gpu_memory_utilization,
+                           dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                           max_model_len=cfg.max_model_len, chat_template=chat_template,
+                           progress=progress)
     from rise.generation import HFBackend
     from rise.modeling import load_model
 
     lm, tok = load_model(model, dtype=cfg.dtype, device=cfg.device,
                          trust_remote_code=cfg.trust_remote_code, chat_template=cfg.chat_template)
     return HFBackend(lm, tok, batch_size=cfg.batch_size, progress=progress)
+
+
+def describe(model: str, cfg: EngineConfig) -> str:
+    """Provenance of a model setting for records: "hf:<model>", "vllm:<model>",
+    "openai:<model>@<base_url>" (never a key)."""
+    if cfg.engine == "openai":
+        from rise.openai_backend import _safe_url
+
+        return f"openai:{model}@{_safe_url(cfg.base_url or '')}"
+    return f"{cfg.engine}:{model}"
 
 
 def set_threads(n: int | None) -> None:
