@@ -90,3 +90,13 @@ def test_bad_input_is_one_line_naming_the_culprit(argv, needle, tmp_path, capsys
     assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rise: error:") and needle in err and "\n" not in err
+
+
+def test_teacher_distillation_records_provenance(tiny_model, tmp_path):
+    col = tmp_path / "collect"
+    assert main(["collect", "--policy", tiny_model, "--teacher", tiny_model, "--improve", "teacher",
+                 "--improve_first_turn", "true", "--best_of", "2", "--limit", "3", "--turns", "1",
+                 "--sampling.max_new_tokens", "8", "--out", str(col), *TINY]) == 0
+    recs = [json.loads(x) for x in (col / "rollouts.jsonl").read_text().splitlines()]
+    sources = {c["source"] for r in recs for c in r["candidates"]}
+    assert f"teacher:hf:{tiny_model}" in sources and "policy" in sources

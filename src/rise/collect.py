@@ -43,6 +43,7 @@ class CollectConfig:
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    teacher_engine: EngineConfig = field(default_factory=EngineConfig)  # e.g. openai for a served teacher
     seed: int = 0
     chunk_size: int = 256             # problems per resumable chunk (a restart skips finished chunks)
 
@@ -90,7 +91,10 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
         return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts)]
     params = SamplingParams(cfg.teacher_temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens)
     texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, 3, chunk))
-    return [graded(task, p, ts, f"teacher:{cfg.teacher}") for p, ts in zip(problems, texts)]
+    from rise.engines import describe
+
+    source = f"teacher:{describe(cfg.teacher, cfg.teacher_engine)}"
+    return [graded(task, p, ts, source) for p, ts in zip(problems, texts)]
 
 
 def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: int = 0) -> list[dict]:
@@ -160,7 +164,7 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     save_config(out / "config.yaml", cfg)
     t0 = time.perf_counter()
     policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
-    teacher = open_backend(cfg.teacher, cfg.engine) if cfg.improve == "teacher" else None
+    teacher = open_backend(cfg.teacher, cfg.teacher_engine) if cfg.improve == "teacher" else None
     store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
     records: list[dict] = []
     parts = chunked(problems, cfg.chunk_size)
