@@ -97,10 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve(_config_class(args.stage), args.config, _overrides(args))
         return _dispatch(args, cfg)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - bad input ends in one line; anything else is a bug
+        if not _is_user_error(e):
+            raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"rise: error: {msg}", file=sys.stderr)
         return 2
+
+
+def _is_user_error(e: Exception) -> bool:
+    """Bad input (config, data, paths) or an error raised by rise itself, e.g. an unreachable
+    server; these get one line, never a traceback."""
+    from rise.config import ConfigError
+
+    return isinstance(e, (ConfigError, ValueError, FileNotFoundError, KeyError)) or \
+        type(e).__module__.startswith("rise.")
 
 
 def _dispatch(args, cfg) -> int:
