@@ -41,6 +41,35 @@ def is_degenerate(text: str, max_word_repeats: int, max_token_chars: int) -> boo
     return False
 
 
+# field -> accepted types of a rollout record (the fields conversion reads)
+ROLLOUT_FIELDS = {"problem_id": (str,), "turn": (int,), "messages": (list,), "action": (dict,)}
+ACTION_FIELDS = {"text": (str,), "reward": (int, float)}
+
+
+def validate_rollout(rec: dict, where: str) -> dict:
+    """Check the fields conversion needs; a bad record raises ValueError naming `where` and the field."""
+    for name, types in ROLLOUT_FIELDS.items():
+        if name not in rec:
+            raise ValueError(f"{where}: missing field '{name}'")
+        if not isinstance(rec[name], types) or isinstance(rec[name], bool):
+            raise ValueError(f"{where}: field '{name}' should be {types[0].__name__}, got {type(rec[name]).__name__}")
+    for name, types in ACTION_FIELDS.items():
+        value = rec["action"].get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"{where}: field 'action.{name}' missing or not {types[0].__name__}")
+    for i, m in enumerate(rec["messages"]):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"{where}: messages[{i}] is not a chat message with role and content")
+    return rec
+
+
+def read_rollouts(paths: Iterable[str]) -> list[dict]:
+    """All rollout records of `paths`, each validated (errors name file:line and the field)."""
+    from rise.records import iter_jsonl_numbered
+
+    return [validate_rollout(rec, f"{path}:{n}") for path in paths for n, rec in iter_jsonl_numbered(path)]
+
+
 def group_rollouts(records: Iterable[dict]) -> list[list[dict]]:
     """Group turn records by rollout (problem id + rollout index), ordered by turn."""
     groups: dict[tuple, list[dict]] = defaultdict(list)

@@ -65,6 +65,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield one dict per non-blank line; a malformed line raises RecordError naming file:line."""
+    for _, rec in iter_jsonl_numbered(path):
+        yield rec
+
+
+def iter_jsonl_numbered(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, dict) per non-blank line, so callers can name the line of a bad field."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
@@ -78,7 +84,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 raise RecordError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
             if not isinstance(rec, dict):
                 raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield rec
+            yield lineno, rec
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -110,6 +110,20 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     return col, tr
 
 
+def preflight(cfg: RunConfig) -> None:
+    """Load the data and check the model paths before any expensive work (pretraining,
+    generation), so that bad input fails in a second with one line naming the culprit."""
+    from rise.modeling import _check_source as check_model_source  # TODO: public name
+    from rise.tasks import get_task
+
+    task = get_task(cfg.task, **cfg.task_options)
+    if cfg.iterations:
+        task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
+    task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
+    if cfg.base != "embedded":
+        check_model_source(cfg.base)
+
+
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     from rise.collect import run_collect
     from rise.config import save_config
@@ -120,6 +134,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     from rise.train import run_train
 
     out = Path(out_dir)
+    preflight(cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.yaml", cfg)
     set_threads(cfg.threads)

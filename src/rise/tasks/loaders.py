@@ -163,7 +163,10 @@ def problems_from_rows(rows: Iterator[Row], *, task: str, split: str, columns: C
     for index, (loc, row) in enumerate(islice(rows, limit)):
         if index == 0 and id_col is None:
             id_col = next((c for c in ("id", "unique_id") if c in row), None)
-        question = _text(_field(row, columns.question, loc))
+        raw_question = _field(row, columns.question, loc)
+        if raw_question is not None and not isinstance(raw_question, str):
+            raise TaskError(f"{loc}: column {columns.question!r} should be text, got {type(raw_question).__name__}")
+        question = _text(raw_question)
         solution = _text(_field(row, columns.solution, loc)) if columns.solution else ""
         pid = str(_field(row, id_col, loc)) if id_col else f"{task}-{split}-{index:05d}"
         if not question.strip():
