@@ -30,7 +30,7 @@ def tiny_model(tmp_path_factory):
 
 def argv(model, out):
     sets = ["collect.limit=8", "collect.turns=2", "collect.chunk_size=2", "collect.sampling.max_new_tokens=24",
-            "train.max_steps=6", "train.batch_size=2", "eval.limit=6", "eval.turns=2", "eval.parallel=2",
+            "train.max_steps=6", "train.batch_size=2", "train.save_every=2", "eval.limit=6", "eval.turns=2", "eval.parallel=2",
             "eval.chunk_size=2", "eval.sampling.max_new_tokens=24"]
     return [sys.executable, "-m", "rise.cli", "run", "--base", model, "--out", str(out), "--threads", "1",
             "--quiet", *[x for s in sets for x in ("--set", s)]]
@@ -81,6 +81,7 @@ def test_same_seed_is_byte_identical(tiny_model, reference, tmp_path):
     "iter1/collect/chunks/rollouts-00000.jsonl",   # collect, after its first chunk
     "iter1/collect/done.json",                     # between collect and train
     "iter1/train/examples.jsonl",                  # train, before the first step
+    "iter1/train/train_state/progress.json",       # train, mid-way (resumes from step 2 or 4)
     "classic/train/examples.jsonl",                # the classic baseline's training
     "eval/chunks/base-00001.jsonl",                # eval, mid-model
     "eval/chunks/rise-iter1-00000.jsonl",          # eval, second model

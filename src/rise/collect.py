@@ -153,12 +153,14 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     from rise.chunks import ChunkStore, chunked, fingerprint
     from rise.config import save_config, to_dict
     from rise.engines import open_backend
-    from rise.records import write_json, write_jsonl
+    from rise.records import remove_stale_temps, write_json, write_jsonl
     from rise.tasks import get_task
 
     if not cfg.policy:
         raise ValueError("collect.policy: no policy model given")
     out = Path(out_dir)
+    remove_stale_temps(out)
+    remove_stale_temps(out / "chunks")
     task = get_task(cfg.task, **cfg.task_options)
     problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
     save_config(out / "config.yaml", cfg)

@@ -15,6 +15,7 @@ torch, transformers and tokenizers are imported lazily.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Iterable, Sequence
 
 from rise.prompts import get_preset
@@ -232,6 +233,28 @@ def pretraining_conversations(
             msgs.append({"role": "user", "content": user})
             msgs.append({"role": "assistant", "content": prob.solution})
         convs.append(msgs)
+    return convs
+
+
+_STEP_RE = re.compile(r"(\d+) ([-+*/]) (\d+) = <<[^>]*>>(\d+)")
+
+
+def arithmetic_drills(problems: Sequence[Any], rng: random.Random, ratio: float) -> list[list[dict]]:
+    """Short single-turn drills of the calculations inside worked solutions ("What is 47 + 38?"
+    -> "47 + 38 = <<47+38=85>>85 ... #### 85"), for a fraction `ratio` of the problems.
+
+    Why: a tiny model from scratch spends most of its CPU budget learning the digits of each
+    calculation, which word problems show only a few times per sequence; drills give the same
+    facts at a fraction of the tokens (as instruct models see arithmetic drills among their data).
+    """
+    convs = []
+    for prob in problems:
+        if rng.random() >= ratio:
+            continue
+        for a, op, b, c in _STEP_RE.findall(prob.solution):
+            convs.append([{"role": "user", "content": f"What is {a} {op} {b}?"},
+                          {"role": "assistant", "content": f"{a} {op} {b} = <<{a}{op}{b}={c}>>{c}\n#### {c}"}])
+    rng.shuffle(convs)
     return convs
 
 

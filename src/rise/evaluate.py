@@ -98,13 +98,15 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     from rise.config import save_config, to_dict
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
-    from rise.records import write_json, write_jsonl
+    from rise.records import remove_stale_temps, write_json, write_jsonl
     from rise.report import write_report
     from rise.tasks import get_task
 
     if not cfg.models:
         raise ValueError("eval.models: no model to evaluate")
     out = Path(out_dir)
+    remove_stale_temps(out)
+    remove_stale_temps(out / "chunks")
     task = get_task(cfg.task, **cfg.task_options)
     problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
     save_config(out / "config.yaml", cfg)

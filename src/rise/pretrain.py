@@ -54,6 +54,7 @@ class PretrainConfig:
     n_problems: int = 16000           # training problems drawn for the corpus (each used once per epoch)
     multi_turn_fraction: float = 0.4  # share of chats holding 2..max_questions different questions
     max_questions: int = 3
+    drill_ratio: float = 0.0          # share of problems whose calculations are also drilled alone
     preset: str = "default"           # prompt preset the questions are rendered with
     # model
     size: str = "default"             # rise.embedded.SIZES: tiny, default, medium, large
@@ -137,7 +138,7 @@ def make_task(cfg: PretrainConfig) -> Any:
 
 def build_corpus(cfg: PretrainConfig, task: Any = None) -> tuple[list[Any], list[list[dict]]]:
     """(training problems, pretraining conversations) of `cfg`."""
-    from rise.embedded import contains_feedback, pretraining_conversations
+    from rise.embedded import arithmetic_drills, contains_feedback, pretraining_conversations
 
     task = task if task is not None else make_task(cfg)
     problems = task.load("train", limit=cfg.n_problems)
@@ -147,6 +148,11 @@ def build_corpus(cfg: PretrainConfig, task: Any = None) -> tuple[list[Any], list
         problems, random.Random(cfg.seed), multi_turn_fraction=cfg.multi_turn_fraction,
         max_questions=cfg.max_questions, preset=cfg.preset,
     )
+    if cfg.drill_ratio:
+        drills = arithmetic_drills(problems, random.Random(cfg.seed + 1), cfg.drill_ratio)
+        mixed = convs + drills
+        random.Random(cfg.seed + 2).shuffle(mixed)
+        convs = mixed
     if contains_feedback(convs):  # a task whose own text mentions retrying would leak it
         raise ValueError("the pretraining corpus contains feedback wording ('incorrect', 'try again')")
     return problems, convs

@@ -100,3 +100,15 @@ def read_json(path: str | os.PathLike) -> Any:
         raise RecordError(f"{path}: no such file") from None
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete temporary files that an atomic write killed mid-way left in `folder` (not below it:
+    chunk folders are cleaned by their own stage). Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)

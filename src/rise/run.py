@@ -21,6 +21,7 @@ from typing import Any
 
 from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
+from rise.embedded import CPU_ARITH_OPTIONS
 from rise.evaluate import EvalConfig
 from rise.pretrain import PretrainConfig
 from rise.train import TrainConfig
@@ -29,8 +30,9 @@ from rise.train import TrainConfig
 @dataclass
 class RunConfig:
     base: str = "embedded"            # "embedded" (made offline, cached) or a hub id / local dir
-    task: str = "arith"               # applied to collect and eval
-    task_options: dict[str, Any] = field(default_factory=dict)
+    task: str = "arith"               # applied to pretrain (embedded base), collect and eval
+    # the arith difficulty the embedded base learns on a CPU (see rise.embedded.CPU_ARITH_OPTIONS)
+    task_options: dict[str, Any] = field(default_factory=lambda: dict(CPU_ARITH_OPTIONS))
     train_data: str | None = None     # local file for training problems (default: the task's own)
     test_data: str | None = None      # local file for test problems
     iterations: int = 1               # RISE iterations (collect with the newest model, train it)
@@ -110,6 +112,14 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     return col, tr
 
 
+def base_config(cfg: RunConfig) -> PretrainConfig:
+    """The embedded base is pretrained on the run's own task and difficulty, so that the problems
+    it is fine-tuned and evaluated on are the kind it learnt."""
+    pcfg = copy.deepcopy(cfg.pretrain)
+    pcfg.task, pcfg.task_options = cfg.task, dict(cfg.task_options)
+    return pcfg
+
+
 def preflight(cfg: RunConfig) -> None:
     """Load the data and check the model paths before any expensive work (pretraining,
     generation), so that bad input fails in a second with one line naming the culprit."""
@@ -141,7 +151,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    base = str(ensure_base_model(cfg.pretrain, progress=progress)) if cfg.base == "embedded" else cfg.base
+    base = str(ensure_base_model(base_config(cfg), progress=progress)) if cfg.base == "embedded" else cfg.base
     timings["base"] = time.perf_counter() - t0
     write_text(out / "base.txt", base + "\n")
 

@@ -50,6 +50,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"
     log_every: int = 10
+    save_every: int = 100            # steps between resumable training states (0: none)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -206,9 +207,15 @@ def weighted_loss_sum(nll, weights):
 def apply_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
+    import torch
+
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lcfg)
+    # LoRA's A matrices are drawn at random: seed them, so that a run (and every process of a
+    # distributed run, and a single-process run of the same config) starts from the same adapter.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return get_peft_model(model, lcfg)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -243,18 +250,84 @@ def _nll_module(model, full_logits: bool):
         def forward(self, input_ids, attention_mask, target_mask):
             return per_example_nll(self.lm, input_ids, attention_mask, target_mask, full_logits)
 
+    # FSDP's transformer auto-wrap (accelerate, with no layer class named in its config) wraps
+    # the classes listed in the prepared module's `_no_split_modules`: forward the LM's own
+    # (Qwen2DecoderLayer, LlamaDecoderLayer, ...), also through a peft wrapper.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    PerExampleNLL._no_split_modules = list(getattr(base, "_no_split_modules", None) or [])
+
     return PerExampleNLL(model)
 
 
+def _state_fingerprint(cfg: TrainConfig, encoded: list[Encoded]) -> str:
+    """What a saved training state must match to be resumed: the config (less its logging and
+    saving cadence) and the tokenised examples."""
+    import hashlib
+    import json
+
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every")}
+    h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode())
+    for e in encoded:
+        h.update(repr((e.input_ids, e.trained, e.weight)).encode())
+    return h.hexdigest()[:16]
+
+
+def save_train_state(acc, state_dir, progress: dict[str, Any]) -> None:
+    """Model, optimizer and RNG states (accelerate's `save_state`, which knows DDP/FSDP/DeepSpeed)
+    plus our progress, written to a temporary folder and renamed into place."""
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    state_dir = Path(state_dir)
+    tmp, old = state_dir.with_name(state_dir.name + ".tmp"), state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        with open(tmp / "progress.json", "w") as fh:
+            json.dump(progress, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if state_dir.exists():
+            os.replace(state_dir, old)
+        os.replace(tmp, state_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def load_train_state(acc, state_dir, fingerprint: str) -> dict[str, Any] | None:
+    """The progress of a saved state for this fingerprint (model/optimizer/RNG restored), or None."""
+    import json
+    from pathlib import Path
+
+    state_dir = Path(state_dir)
+    for d in (state_dir, state_dir.with_name(state_dir.name + ".old")):  # .old: killed mid-rename
+        f = d / "progress.json"
+        if f.is_file():
+            progress = json.loads(f.read_text())
+            if progress.get("fingerprint") != fingerprint:
+                return None
+            acc.load_state(str(d))
+            return progress
+    return None
+
+
 def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool = True,
-        accelerator=None) -> dict[str, Any]:
+        accelerator=None, state_dir=None) -> dict[str, Any]:
     """Train `model` in place on weighted examples; returns statistics.
 
     `accelerator` (an `accelerate.Accelerator`) handles devices and DDP/FSDP/DeepSpeed; one is
     made when not given. Each process takes a strided share of every global batch.
+    `state_dir`: every `cfg.save_every` steps the full training state is saved there, and a
+    matching saved state is resumed (same weights, optimizer, RNG and data position as if the
+    run had never stopped).
     """
     import torch
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedType
 
     acc = accelerator or Accelerator()
     torch.manual_seed(cfg.seed)
@@ -272,29 +345,51 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     net, opt = acc.prepare(net, opt)
     net.train()
     rank, world = acc.process_index, acc.num_processes
+    deepspeed = acc.distributed_type == DistributedType.DEEPSPEED
 
-    losses, t0, tokens, trained_tokens = [], time.perf_counter(), 0, 0
-    bar = tqdm(total=steps, desc="train", disable=not (progress and acc.is_main_process), unit="step")
+    losses, grad_norms, t0, tokens, trained_tokens = [], [], time.perf_counter(), 0, 0
+    start, fp = 0, _state_fingerprint(cfg, encoded)
+    resumed = load_train_state(acc, state_dir, fp) if state_dir else None
+    if resumed:
+        start, losses, grad_norms = resumed["step"], resumed["losses"], resumed["grad_norms"]
+        tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
+    bar = tqdm(total=steps, initial=start, desc="train", disable=not (progress and acc.is_main_process), unit="step")
     for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
+        if step < start:
+            continue
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, cfg)
         mine = batch[rank::world]
         denom = sum(encoded[i].weight for i in batch) if cfg.normalize_weights else len(batch)
         mbs = micro_batches(mine, lengths, cfg.micro_batch_tokens)
+        # A process with no example in this step (global batch < number of processes) still runs
+        # one forward/backward, scaled by 0, so that it joins the gradient all-reduce.
+        idle = not mbs
+        if idle:
+            mbs = [[batch[0]]]
         step_loss = torch.zeros((), device=acc.device)
         for k, mb in enumerate(mbs):
-            ids, attn, tmask, w = (t.to(acc.device) for t in collate([encoded[i] for i in mb], pad_id))
+            cpu = collate([encoded[i] for i in mb], pad_id)
+            ids, attn, tmask, w = (t.to(acc.device, non_blocking=True) for t in cpu)
             # Under DDP gradients are averaged over processes: scaling by `world` makes the
-            # all-reduced gradient that of the global sum / N.
+            # all-reduced gradient that of the global sum / N. Only the last micro-batch of a
+            # step synchronises (DDP/FSDP no_sync; DeepSpeed's accumulation boundary and step).
             last = k == len(mbs) - 1
+            scale = 0.0 if idle else world / denom
+            if deepspeed:
+                acc.gradient_state._set_sync_gradients(last)
             with (acc.no_sync(net) if world > 1 and not last else contextlib.nullcontext()):
-                loss = weighted_loss_sum(net(ids, attn, tmask), w) * world / denom
+                loss = weighted_loss_sum(net(ids, attn, tmask), w) * scale
                 acc.backward(loss)
             step_loss += loss.detach() / world
-            tokens += int(attn.sum())
-            trained_tokens += int(tmask.sum())
+            if not idle:  # counted on the host copies: no device sync per micro-batch
+                tokens += int(cpu[1].sum())
+                trained_tokens += int(cpu[2].sum())
         if cfg.grad_clip:
-            acc.clip_grad_norm_(params, cfg.grad_clip)
+            # The prepared module's parameters: FSDP clips its own (sharded) parameters only when
+            # handed exactly these; DeepSpeed clips inside its step (`gradient_clipping`).
+            norm = acc.clip_grad_norm_(list(net.parameters()), cfg.grad_clip)
+            grad_norms.append(None if norm is None else float(norm))
         opt.step()
         opt.zero_grad(set_to_none=True)
         if world > 1:
@@ -303,12 +398,16 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+            save_train_state(acc, state_dir, {"fingerprint": fp, "step": step + 1, "losses": losses,
+                                              "grad_norms": grad_norms, "tokens": tokens,
+                                              "trained_tokens": trained_tokens})
     bar.close()
     wall = time.perf_counter() - t0
     model.eval()
     return {
-        "steps": steps, "examples": len(encoded), "skipped_too_long": skipped,
-        "loss": losses, "final_loss": losses[-1], "wall_s": wall,
+        "steps": steps, "resumed_from_step": start, "examples": len(encoded), "skipped_too_long": skipped,
+        "loss": losses, "final_loss": losses[-1], "grad_norm": grad_norms, "wall_s": wall,
         "tokens": tokens * world, "trained_tokens": trained_tokens * world,
         "tokens_per_s": tokens * world / max(wall, 1e-9),
         "peak_memory_bytes": peak_memory_bytes(acc.device),
@@ -336,37 +435,89 @@ class TrainStageConfig:
 
 
 def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str, Any]:
-    """Convert rollouts to weighted examples and fine-tune; the checkpoint lands in out_dir/checkpoint."""
+    """Convert rollouts to weighted examples and fine-tune; the checkpoint lands in out_dir/checkpoint.
+
+    Runs as one process or under `accelerate launch` (DDP, FSDP, DeepSpeed): every process trains
+    its share of each global batch; only the main process writes files, and under FSDP or
+    DeepSpeed the full weights are gathered to it before saving.
+    """
     from pathlib import Path
 
+    from accelerate import Accelerator
+
     from rise.config import save_config
-    from rise.convert import convert
+    from rise.convert import convert, read_rollouts
     from rise.modeling import load_model, save_model
-    from rise.records import iter_jsonl, write_json, write_jsonl
+    from rise.records import remove_stale_temps, write_json, write_jsonl
 
     if not cfg.model:
         raise ValueError("train.model: no model to fine-tune")
     if not cfg.rollouts:
         raise ValueError("train.rollouts: no rollout file given")
+    acc = Accelerator(cpu=cfg.device == "cpu")
+    main = acc.is_main_process
     out = Path(out_dir)
-    records = [rec for path in cfg.rollouts for rec in iter_jsonl(path)]
+    remove_stale_temps(out)
+    records = read_rollouts(cfg.rollouts)
     examples = convert(records, cfg.convert)
     if not examples:
         raise ValueError(f"no training examples from {', '.join(cfg.rollouts)} (criterion={cfg.convert.criterion})")
-    write_jsonl(out / "examples.jsonl", examples)
-    save_config(out / "config.yaml", cfg)
-    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device,
-                            trust_remote_code=cfg.trust_remote_code, chat_template=cfg.chat_template)
+    if main:
+        write_jsonl(out / "examples.jsonl", examples)
+        save_config(out / "config.yaml", cfg)
+    # Under a launcher each process loads onto its own device (not all onto cuda:0).
+    device = str(acc.device) if acc.num_processes > 1 and cfg.device == "auto" else cfg.device
+    load = dict(dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, chat_template=cfg.chat_template)
+    model, tok = load_model(cfg.model, device=device, **load)
     if cfg.train.lora:
         model = apply_lora(model, cfg.train)
-    stats = fit(model, tok, examples, cfg.train, progress=progress)
-    if cfg.train.lora:
-        model.save_pretrained(out / "adapter")
-        model = model.merge_and_unload()
-    save_model(model, tok, out / "checkpoint")
-    stats["examples_by_turn"] = _count_by(examples, "turn")
-    write_json(out / "train_stats.json", stats)
+    state_dir = out / "train_state"
+    stats = fit(model, tok, examples, cfg.train, progress=progress and main, accelerator=acc, state_dir=state_dir)
+    acc.wait_for_everyone()
+    gathered = gathered_state_dict(acc)  # every process takes part in the gather
+    if main:
+        if gathered is not None:
+            # Sharded training: the in-memory model holds shards; rebuild it on the CPU.
+            model, tok = load_model(cfg.model, device="cpu", **load)
+            if cfg.train.lora:
+                model = apply_lora(model, cfg.train)
+            load_full_state_dict(model, gathered)
+        if cfg.train.lora:
+            model.save_pretrained(out / "adapter")
+            model = model.merge_and_unload()
+        save_model(model, tok, out / "checkpoint")
+        stats["examples_by_turn"] = _count_by(examples, "turn")
+        stats["processes"] = acc.num_processes
+        write_json(out / "train_stats.json", stats)
+        import shutil
+
+        shutil.rmtree(state_dir, ignore_errors=True)  # the checkpoint is complete: no resume needed
+    acc.wait_for_everyone()
     return stats
+
+
+def gathered_state_dict(acc) -> dict[str, Any] | None:
+    """The full weights of the model `fit` trained with `acc`, on the main process, when training
+    was sharded (FSDP, DeepSpeed); None otherwise (the in-memory model already holds them) and on
+    the other processes. Every process must call it. Keys are the causal LM's own."""
+    from accelerate import DistributedType
+
+    if acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED) or not acc._models:
+        return None
+    state = acc.get_state_dict(acc._models[-1])  # the PerExampleNLL wrapper that fit prepared
+    if not acc.is_main_process:
+        return None
+    return {(k[3:] if k.startswith("lm.") else k): v for k, v in state.items()}
+
+
+def load_full_state_dict(model, state: dict[str, Any]) -> None:
+    """Load gathered weights; only tied output embeddings may be missing."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"gathered weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
 
 
 def _count_by(rows: list[dict], key: str) -> dict[str, int]:
