@@ -75,10 +75,11 @@ def analyses(run_dir: Path, cfg, budgets, progress=True) -> dict:
     from rise.engines import open_backend
     from rise.evaluate import run_episodes
     from rise.records import read_jsonl
+    from rise.run import task_options
     from rise.tasks import get_task
 
     ev = copy.deepcopy(cfg.eval)
-    task = get_task(cfg.task, **cfg.task_options)
+    task = get_task(cfg.task, **task_options(cfg))
     problems = task.load(ev.split, path=cfg.test_data, limit=ev.limit)
     episodes = read_jsonl(run_dir / "eval" / "episodes.jsonl")
     by_model: dict[str, list[dict]] = {}

@@ -56,3 +56,12 @@ def test_set_dotted_refuses_non_section():
     d = {"a": 1}
     with pytest.raises(ConfigError):
         set_dotted(d, "a.b", 2)
+
+
+def test_nested_override_keeps_the_parents_defaults():
+    cfg = resolve(RunConfig, None, {"collect.sampling.max_new_tokens": 50, "collect.turns": 3})
+    default = RunConfig()
+    assert cfg.collect.sampling.max_new_tokens == 50 and cfg.collect.turns == 3
+    assert cfg.collect.improve_first_turn == default.collect.improve_first_turn
+    assert cfg.collect.sampling.temperature == default.collect.sampling.temperature
+    assert cfg.collect.limit == default.collect.limit and cfg.eval.limit == default.eval.limit

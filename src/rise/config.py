@@ -82,11 +82,19 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def from_dict(cls, data: dict[str, Any] | None, prefix: str = ""):
-    """Build dataclass `cls` from a (nested) dict, rejecting unknown keys with a suggestion."""
+def from_dict(cls, data: dict[str, Any] | None, prefix: str = "", base=None):
+    """Build dataclass `cls` from a (nested) dict, rejecting unknown keys with a suggestion.
+
+    Keys not given keep the values of `base` (default: `cls()`), also inside nested sections, so
+    that `--set collect.turns=3` keeps every other default of `collect`, including defaults that
+    a parent config sets for its sections."""
     data = dict(data or {})
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    try:
+        base = base if base is not None else cls()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{prefix or cls.__name__ + ': '}{e}") from None
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
@@ -98,11 +106,11 @@ def from_dict(cls, data: dict[str, Any] | None, prefix: str = ""):
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"{full}: expected a mapping")
-            kwargs[key] = from_dict(tp, value, prefix=f"{full}.")
+            kwargs[key] = from_dict(tp, value, prefix=f"{full}.", base=getattr(base, key))
         else:
             kwargs[key] = _coerce(value, tp, full)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:

@@ -23,16 +23,27 @@ from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS
 from rise.evaluate import EvalConfig
+from rise.generation import SamplingParams
 from rise.pretrain import PretrainConfig
 from rise.train import TrainConfig
+
+
+# Defaults of the main job, sized for the embedded default on a 2-core CPU (arith solutions are
+# ~50 tokens; the official 1000-token budget would only let a small model ramble). Every field is
+# a flag or a YAML key: `rise run --set train.lr=1e-4`.
+_SHORT = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=96)
+EMBEDDED_COLLECT = dict(limit=2000, turns=5, improve="reference", improve_first_turn=True, sampling=_SHORT)
+EMBEDDED_TRAIN = dict(lr=1e-3, epochs=2.0, batch_size=16, micro_batch_tokens=4096)
+EMBEDDED_EVAL = dict(limit=500, turns=5, parallel=5, sampling=_SHORT)
 
 
 @dataclass
 class RunConfig:
     base: str = "embedded"            # "embedded" (made offline, cached) or a hub id / local dir
     task: str = "arith"               # applied to pretrain (embedded base), collect and eval
-    # the arith difficulty the embedded base learns on a CPU (see rise.embedded.CPU_ARITH_OPTIONS)
-    task_options: dict[str, Any] = field(default_factory=lambda: dict(CPU_ARITH_OPTIONS))
+    # None: the task's defaults, and for arith the difficulty the embedded base learns on a CPU
+    # (rise.embedded.CPU_ARITH_OPTIONS)
+    task_options: dict[str, Any] | None = None
     train_data: str | None = None     # local file for training problems (default: the task's own)
     test_data: str | None = None      # local file for test problems
     iterations: int = 1               # RISE iterations (collect with the newest model, train it)
@@ -42,10 +53,10 @@ class RunConfig:
     threads: int | None = None        # torch CPU threads
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    collect: CollectConfig = field(default_factory=CollectConfig)
+    collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
     convert: ConvertConfig = field(default_factory=ConvertConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**EMBEDDED_TRAIN))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(**EMBEDDED_EVAL))
 
     def __post_init__(self):
         if self.iterations < 0:
@@ -100,7 +111,7 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     from rise.train import TrainStageConfig
 
     col = copy.deepcopy(cfg.collect)
-    col.policy, col.task, col.task_options = policy, cfg.task, dict(cfg.task_options)
+    col.policy, col.task, col.task_options = policy, cfg.task, task_options(cfg)
     if len(cfg.improve_schedule) >= iteration:
         col.improve = cfg.improve_schedule[iteration - 1]
         CollectConfig.__post_init__(col)
@@ -112,11 +123,17 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     return col, tr
 
 
+def task_options(cfg: RunConfig) -> dict[str, Any]:
+    if cfg.task_options is not None:
+        return dict(cfg.task_options)
+    return dict(CPU_ARITH_OPTIONS) if cfg.task == "arith" else {}
+
+
 def base_config(cfg: RunConfig) -> PretrainConfig:
     """The embedded base is pretrained on the run's own task and difficulty, so that the problems
     it is fine-tuned and evaluated on are the kind it learnt."""
     pcfg = copy.deepcopy(cfg.pretrain)
-    pcfg.task, pcfg.task_options = cfg.task, dict(cfg.task_options)
+    pcfg.task, pcfg.task_options = cfg.task, task_options(cfg)
     return pcfg
 
 
@@ -126,7 +143,7 @@ def preflight(cfg: RunConfig) -> None:
     from rise.modeling import _check_source as check_model_source  # TODO: public name
     from rise.tasks import get_task
 
-    task = get_task(cfg.task, **cfg.task_options)
+    task = get_task(cfg.task, **task_options(cfg))
     if cfg.iterations:
         task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
     task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
@@ -173,7 +190,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             models["classic-sft"] = str(cldir / "checkpoint")
 
     ev = copy.deepcopy(cfg.eval)
-    ev.models, ev.task, ev.task_options = models, cfg.task, dict(cfg.task_options)
+    ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
     ev.self_refine = ["base"] if cfg.self_refine else []
     ev.data_path = cfg.test_data or ev.data_path
     edir = out / "eval"
