@@ -136,12 +136,25 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     write_jsonl(out / "episodes.jsonl", all_eps)
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)
+    stats = dict(task.grader_stats)
+    write_json(out / "grader_stats.json", stats)
+    notes = grader_notes(stats)
     write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
-                 transcripts=wrong_to_right_examples(all_eps, limit=3))
+                 notes=notes, transcripts=wrong_to_right_examples(all_eps, limit=3))
     write_json(out / "timings.json", timings)
     write_json(out / "models.json", dict(cfg.models))
     store.remove()
     return results
+
+
+def grader_notes(stats: dict[str, int]) -> list[str]:
+    """Report lines for answers the grader refused to compare (too long, too complex, timed out):
+    they count as wrong, and a reader should know how many there were."""
+    hostile = {k: stats.get(k, 0) for k in ("timeouts", "too_long", "too_complex")}
+    if not any(hostile.values()):
+        return []
+    return ["Answers graded wrong without a full comparison (graded in this process; resumed "
+            "chunks are not re-graded): " + ", ".join(f"{k} {v}" for k, v in hostile.items())]
 
 
 def wrong_to_right_examples(episodes: list[dict], limit: int = 3) -> list[dict]:
