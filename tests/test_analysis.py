@@ -37,3 +37,19 @@ def test_beyond_pass_at_b():
     assert beyond_pass_at_b(par, seq, [1, 2]) == {1: 2 / 3, 2: 1 / 3}
     with pytest.raises(ValueError, match="need 4"):
         beyond_pass_at_b(par, seq, [4])
+
+
+def test_hostile_answers_are_counted_in_the_report_notes():
+    from rise.evaluate import grader_notes
+    from rise.tasks import get_task
+
+    task = get_task("math", verify_timeout=2.0)
+    from rise.tasks.base import Problem
+
+    prob = Problem(id="p", question="q", solution="\\boxed{1}", answer="1")
+    hostile = ["\\boxed{" + "{" * 5000 + "}" * 5000 + "}", "\\boxed{" + "9" * 200_000 + "}",
+               "\\boxed{10^{10^{10^{10}}}}"]
+    assert all(task.reward(h, prob) == 0.0 for h in hostile)
+    notes = grader_notes(dict(task.grader_stats))
+    assert notes and "too_long" in notes[0]
+    assert grader_notes({"timeouts": 0}) == []
