@@ -100,3 +100,14 @@ def test_teacher_distillation_records_provenance(tiny_model, tmp_path):
     recs = [json.loads(x) for x in (col / "rollouts.jsonl").read_text().splitlines()]
     sources = {c["source"] for r in recs for c in r["candidates"]}
     assert f"teacher:hf:{tiny_model}" in sources and "policy" in sources
+
+
+def test_sharded_collect_then_merge_equals_one_process(tiny_model, tmp_path):
+    args = ["--policy", tiny_model, "--limit", "6", "--turns", "2", "--chunk_size", "2",
+            "--sampling.max_new_tokens", "8", *TINY]
+    assert main(["collect", *args, "--out", str(tmp_path / "one")]) == 0
+    for k in range(3):
+        assert main(["collect", *args, "--num_shards", "3", "--shard_index", str(k), "--out", str(tmp_path / "sh")]) == 0
+    assert not (tmp_path / "sh" / "rollouts.jsonl").exists()
+    assert main(["collect", *args, "--out", str(tmp_path / "sh")]) == 0   # merge: loads no model
+    assert (tmp_path / "sh" / "rollouts.jsonl").read_bytes() == (tmp_path / "one" / "rollouts.jsonl").read_bytes()

@@ -46,6 +46,8 @@ class CollectConfig:
     teacher_engine: EngineConfig = field(default_factory=EngineConfig)  # e.g. openai for a served teacher
     seed: int = 0
     chunk_size: int = 256             # problems per resumable chunk (a restart skips finished chunks)
+    num_shards: int = 1               # data parallel: run shard_index 0..num_shards-1 (one per GPU),
+    shard_index: int = 0              # then once more with num_shards 1 to merge the chunks
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:
@@ -54,6 +56,8 @@ class CollectConfig:
             raise ValueError(f"continue_with must be 'policy' or 'action', got {self.continue_with!r}")
         if self.improve == "teacher" and not self.teacher:
             raise ValueError("improve=teacher needs a teacher model (collect.teacher)")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"shard_index must be in [0, num_shards), got {self.shard_index} of {self.num_shards}")
         for name in ("turns", "samples", "best_of", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -165,15 +169,24 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
     save_config(out / "config.yaml", cfg)
     t0 = time.perf_counter()
-    policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
-    teacher = open_backend(cfg.teacher, cfg.teacher_engine) if cfg.improve == "teacher" else None
-    store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
-    records: list[dict] = []
+    policy = teacher = None  # loaded only when a chunk is missing (a merge run needs neither)
+    # shards share one chunk store: the sharding settings are left out of its fingerprint
+    key = {k: v for k, v in to_dict(cfg).items() if k not in ("num_shards", "shard_index")}
+    store = ChunkStore(out / "chunks", fingerprint(key))
     parts = chunked(problems, cfg.chunk_size)
-    for i, part in enumerate(tqdm(parts, desc="collect", unit="chunk", disable=not progress)):
+    # a merge run (num_shards 1) also completes any chunk a shard left unfinished
+    mine = [i for i in range(len(parts)) if i % cfg.num_shards == cfg.shard_index]
+    for i in tqdm(mine, desc="collect", unit="chunk", disable=not progress):
         if not store.has("rollouts", i):
-            store.save("rollouts", i, rollouts(cfg, task, part, policy, teacher, chunk=i))
-        records.extend(store.load("rollouts", i))
+            if policy is None:
+                policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
+                if cfg.improve == "teacher":
+                    teacher = open_backend(cfg.teacher, cfg.teacher_engine)
+            store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i))
+    if cfg.num_shards > 1:
+        print(f"[rise] collect shard {cfg.shard_index}/{cfg.num_shards}: {len(mine)} chunks in {store.root}")
+        return store.root
+    records = [rec for i in range(len(parts)) for rec in store.load("rollouts", i)]
     path = out / "rollouts.jsonl"
     write_jsonl(path, records)
     write_json(out / "summary.json", rollout_summary(records) | {"wall_s": time.perf_counter() - t0})

@@ -428,10 +428,25 @@ class TrainStageConfig:
     rollouts: list[str] = field(default_factory=list)  # rollouts.jsonl files (a later run's may train another model)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    dtype: str = "auto"
+    # fp32 master weights: AdamW updating bf16 weights directly loses most updates at lr 1e-5
+    dtype: str = "float32"
+    mixed_precision: str = "auto"    # auto: bf16 autocast on GPUs that support it (unless a launcher sets it)
     device: str = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = None
+
+
+def resolve_mixed_precision(setting: str) -> str | None:
+    """`auto` -> bf16 on a CUDA GPU with bf16, else no; None when `accelerate launch` decides."""
+    import os
+
+    import torch
+
+    if setting != "auto":
+        return setting
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str, Any]:
@@ -454,7 +469,8 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         raise ValueError("train.model: no model to fine-tune")
     if not cfg.rollouts:
         raise ValueError("train.rollouts: no rollout file given")
-    acc = Accelerator(cpu=cfg.device == "cpu")
+    mp = resolve_mixed_precision(cfg.mixed_precision)
+    acc = Accelerator(cpu=cfg.device == "cpu", **({"mixed_precision": mp} if mp else {}))
     main = acc.is_main_process
     out = Path(out_dir)
     remove_stale_temps(out)
