@@ -154,20 +154,15 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
     from tqdm.auto import tqdm
 
-    from rise.chunks import ChunkStore, chunked, fingerprint
-    from rise.config import save_config, to_dict
+    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.config import to_dict
     from rise.engines import open_backend
-    from rise.records import remove_stale_temps, write_json, write_jsonl
-    from rise.tasks import get_task
+    from rise.records import write_json, write_jsonl
 
     if not cfg.policy:
         raise ValueError("collect.policy: no policy model given")
     out = Path(out_dir)
-    remove_stale_temps(out)
-    remove_stale_temps(out / "chunks")
-    task = get_task(cfg.task, **cfg.task_options)
-    problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
-    save_config(out / "config.yaml", cfg)
+    task, problems = begin_stage(out, cfg)
     t0 = time.perf_counter()
     policy = teacher = None  # loaded only when a chunk is missing (a merge run needs neither)
     # shards share one chunk store: the sharding settings are left out of its fingerprint

@@ -94,22 +94,17 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
 
 def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
     """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
-    from rise.chunks import ChunkStore, chunked, fingerprint
-    from rise.config import save_config, to_dict
+    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.config import to_dict
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
-    from rise.records import remove_stale_temps, write_json, write_jsonl
+    from rise.records import write_json, write_jsonl
     from rise.report import write_report
-    from rise.tasks import get_task
 
     if not cfg.models:
         raise ValueError("eval.models: no model to evaluate")
     out = Path(out_dir)
-    remove_stale_temps(out)
-    remove_stale_temps(out / "chunks")
-    task = get_task(cfg.task, **cfg.task_options)
-    problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
-    save_config(out / "config.yaml", cfg)
+    task, problems = begin_stage(out, cfg)
     all_eps, results = [], {}
     unknown = [n for n in cfg.self_refine if n not in cfg.models]
     if unknown:

@@ -10,7 +10,6 @@ problem whose gold answer cannot be parsed.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -50,18 +49,13 @@ class HubSource:
 # -- row sources ---------------------------------------------------------------------------------
 def iter_jsonl_rows(path: Path) -> Iterator[Row]:
     """Rows of a JSONL file with their line numbers; blank lines are skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise TaskError(f"{path}:{lineno}: expected a JSON object, "
-                                f"got {type(rec).__name__}")
+    from rise.records import RecordError, iter_jsonl_numbered
+
+    try:
+        for lineno, rec in iter_jsonl_numbered(path):
             yield f"{path}:{lineno}", rec
+    except RecordError as e:
+        raise TaskError(str(e)) from None
 
 
 def iter_parquet_rows(path: Path) -> Iterator[Row]:

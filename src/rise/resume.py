@@ -1,5 +1,5 @@
-"""Resumable work in chunks: a stage splits its problems into fixed chunks, writes each finished
-chunk atomically, and on a restart skips the chunks already on disk. Standard library only.
+"""Resumable stages: a stage splits its problems into fixed chunks, writes each finished chunk
+atomically, and on a restart skips the chunks already on disk. Standard library only.
 
 Chunk composition and the seeds used inside a chunk depend only on the config and the chunk
 index, so a resumed stage produces exactly the records of an uninterrupted one.
@@ -12,7 +12,22 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from rise.records import read_jsonl, write_jsonl, write_text
+from rise.records import read_jsonl, remove_stale_temps, write_jsonl, write_text
+
+
+def begin_stage(out: Path, cfg: Any) -> tuple[Any, list]:
+    """Common start of a problem-driven stage (collect, eval): clear what a killed run left
+    half-written, load the task's problems (bad data fails here, before any model loads) and save
+    the resolved config beside the outputs. Returns (task, problems)."""
+    from rise.config import save_config
+    from rise.tasks import get_task
+
+    remove_stale_temps(out)
+    remove_stale_temps(out / "chunks")
+    task = get_task(cfg.task, **cfg.task_options)
+    problems = task.load(cfg.split, path=cfg.data_path, limit=cfg.limit)
+    save_config(out / "config.yaml", cfg)
+    return task, problems
 
 
 def chunked(items: Sequence, size: int) -> list[list]:
