@@ -51,7 +51,7 @@ class PretrainConfig:
     # options of rise.tasks.get_task; the default is the difficulty the default base is
     # calibrated for (rise.embedded.CPU_ARITH_OPTIONS); collect and eval must use the same
     task_options: dict[str, Any] = field(default_factory=lambda: dict(_default_task_options()))
-    n_problems: int = 16000           # training problems drawn for the corpus (each used once per epoch)
+    n_problems: int = 64000           # training problems drawn for the corpus (each used once per epoch)
     multi_turn_fraction: float = 0.4  # share of chats holding 2..max_questions different questions
     max_questions: int = 3
     drill_ratio: float = 0.0          # share of problems whose calculations are also drilled alone
@@ -71,7 +71,7 @@ class PretrainConfig:
     grad_clip: float = 1.0
     max_length: int = 1024
     seed: int = 0
-    threads: int | None = 1           # torch CPU threads while pretraining (restored after); None = leave
+    threads: int | None = 2           # torch CPU threads while pretraining (restored after); None = leave
     # measurement written to the model card (does not change the weights)
     eval_problems: int = 200          # held-out test problems; 0 skips the measurement
     eval_temperature: float = 1.0
