@@ -33,7 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a run config key")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="B for analysis (b)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--skip-analyses", action="store_true")
+    p.add_argument("--analysis-seeds", type=int, nargs="*", default=None,
+                   help="seeds to run the analyses on (default: all; none: --analysis-seeds)")
     return p.parse_args(argv)
 
 
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
         cfg = resolve(RunConfig, args.config, {**overrides, "seed": seed, "eval.seed": 1000 + seed, "threads": args.threads})
         run_dir = out / f"seed{seed}"
         reports.append(run(cfg, run_dir))
-        if not args.skip_analyses:
+        if args.analysis_seeds is None or seed in args.analysis_seeds:
             extra[seed] = analyses(run_dir, cfg, args.budgets)
     table = summarize(reports)
     text = format_table(table)
