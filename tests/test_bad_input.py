@@ -78,3 +78,14 @@ def test_bad_flags_and_paths(argv, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("rise: error:") and needle in err and "\n" not in err, err
     assert not out.exists()
+
+
+def test_overlapping_train_and_test_are_refused(tmp_path, capsys):
+    f = tmp_path / "data.jsonl"
+    f.write_text(rows(GOOD, {"question": "Sue has 5 pens. How many?", "answer": "#### 5"}))
+    out = tmp_path / "out"
+    rc = main(["run", "--base", "/no/model/here", "--task", "gsm8k", "--test_data", str(f), "--train_data", str(f),
+               "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Tom has 3 apples" in err and "\n" not in err, err
+    assert not out.exists()

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                             help="model to evaluate (repeatable); PATH alone names it by its folder")
         _add_config_flags(sp, _config_class(stage))
+    from rise.gguf import add_parser as add_convert_gguf  # not a stage: no config, no --set
+
+    add_convert_gguf(sub)
     return p
 
 
@@ -95,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if args.stage == "convert-gguf":
+            from rise.gguf import cli_main
+
+            return cli_main(args)
         cfg = resolve(_config_class(args.stage), args.config, _overrides(args))
         return _dispatch(args, cfg)
     except Exception as e:  # noqa: BLE001 - bad input ends in one line; anything else is a bug

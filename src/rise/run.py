@@ -142,11 +142,13 @@ def preflight(cfg: RunConfig) -> None:
     generation), so that bad input fails in a second with one line naming the culprit."""
     from rise.modeling import _check_source as check_model_source  # TODO: public name
     from rise.tasks import get_task
+    from rise.tasks.splits import check_disjoint
 
     task = get_task(cfg.task, **task_options(cfg))
+    test = task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
     if cfg.iterations:
-        task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
-    task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
+        train = task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
+        check_disjoint(train, test)  # by question hash: training on test problems is refused
     if cfg.base != "embedded":
         check_model_source(cfg.base)
 
