@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", default=DEFAULT_OUT[stage], help=f"output folder (default {DEFAULT_OUT[stage]})")
         sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        if stage == "pretrain":
+            sp.add_argument("--cached", action="store_true",
+                            help="print the shipped or cached base for this config (pretrain into the cache only if none)")
         if stage == "eval":
             sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                             help="model to evaluate (repeatable); PATH alone names it by its folder")
@@ -129,8 +132,11 @@ def _dispatch(args, cfg) -> int:
         cfg.threads = args.threads
     progress = not args.quiet
     if args.stage == "pretrain":
-        from rise.pretrain import pretrain
+        from rise.pretrain import ensure_base_model, pretrain
 
+        if args.cached:
+            print(ensure_base_model(cfg, progress=progress))
+            return 0
         cfg.out_dir = cfg.out_dir or args.out
         print(pretrain(cfg, progress=progress))
     elif args.stage == "collect":
