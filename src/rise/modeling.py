@@ -94,7 +94,7 @@ def load_tokenizer(
     """The tokenizer of `name_or_path`, with a chat template and a pad token (see module doc)."""
     from transformers import AutoTokenizer
 
-    name = _check_source(name_or_path)
+    name = check_model_source(name_or_path)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
@@ -126,7 +126,7 @@ def load_model(
     """(model, tokenizer) of a hub id or a local directory, in eval mode on `device`."""
     from transformers import AutoModelForCausalLM
 
-    name = _check_source(name_or_path)
+    name = check_model_source(name_or_path)
     tokenizer = load_tokenizer(
         name, trust_remote_code=trust_remote_code, chat_template=chat_template, gguf_file=gguf_file
     )
@@ -159,7 +159,9 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | os.PathLike) -> Path:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _check_source(name_or_path: str | os.PathLike) -> str:
+def check_model_source(name_or_path: str | os.PathLike) -> str:
+    """The local path or hub id to load; a missing local path that is no hub id is a one-line
+    error naming it (checked before any expensive work)."""
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if path.exists():

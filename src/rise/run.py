@@ -140,7 +140,7 @@ def base_config(cfg: RunConfig) -> PretrainConfig:
 def preflight(cfg: RunConfig) -> None:
     """Load the data and check the model paths before any expensive work (pretraining,
     generation), so that bad input fails in a second with one line naming the culprit."""
-    from rise.modeling import _check_source as check_model_source  # TODO: public name
+    from rise.modeling import check_model_source
     from rise.tasks import get_task
     from rise.tasks.splits import check_disjoint
 

@@ -414,10 +414,6 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     }
 
 
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
 # ------------------------------------------------------------------ the stage
 
 @dataclass
