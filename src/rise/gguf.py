@@ -231,7 +231,18 @@ def cli_main(args: argparse.Namespace) -> int:
         from rise.engines import set_threads
 
         set_threads(args.threads)
-    out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype,
-                       progress=not args.quiet)
+    if not args.quiet:
+        out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype)
+    else:
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype,
+                               progress=False)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
     print(out)
     return 0

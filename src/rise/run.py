@@ -51,6 +51,7 @@ class RunConfig:
     classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
     self_refine: bool = True          # baseline: the base with Self-Refine prompting
     threads: int | None = None        # torch CPU threads
+    chat_template: str | None = None  # Jinja string or file, for a base whose tokenizer has none
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
@@ -120,6 +121,9 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
     tr.train.seed = cfg.seed * 1000 + iteration
+    if cfg.chat_template:
+        col.engine.chat_template = col.engine.chat_template or cfg.chat_template
+        tr.chat_template = cfg.chat_template
     return col, tr
 
 
@@ -194,6 +198,8 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
     ev.self_refine = ["base"] if cfg.self_refine else []
+    if cfg.chat_template:  # fine-tuned checkpoints save the template; the base may need it
+        ev.engine.chat_template = ev.engine.chat_template or cfg.chat_template
     ev.data_path = cfg.test_data or ev.data_path
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings)
