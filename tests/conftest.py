@@ -22,3 +22,19 @@ def shared_data() -> Path:
             pytest.fail(f"{reason} (required when CI=true)")
         pytest.skip(reason)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A randomly initialised ~0.1M-parameter Qwen2 with an arith tokenizer, saved as an ordinary
+    model directory: the model the integration tests run the real pipeline on, in seconds."""
+    pytest.importorskip("torch")
+    from rise.embedded import build_model, build_tokenizer
+    from rise.modeling import save_model
+    from rise.tasks import get_task
+
+    probs = get_task("arith").load("train", limit=200)
+    tok = build_tokenizer([p.question for p in probs] + [p.solution for p in probs], vocab_size=400)
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(build_model(tok, size="tiny", seed=0), tok, path)
+    return str(path)

@@ -10,20 +10,6 @@ from rise.cli import main  # noqa: E402
 TINY = ["--threads", "1", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from rise.embedded import build_model, build_tokenizer
-    from rise.modeling import save_model
-    from rise.tasks import get_task
-
-    probs = get_task("arith").load("train", limit=200)
-    tok = build_tokenizer([p.question for p in probs] + [p.solution for p in probs], vocab_size=400)
-    model = build_model(tok, size="tiny", seed=0)
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(model, tok, path)
-    return str(path)
-
-
 def small(prefix=""):
     return [
         "--set", f"{prefix}collect.limit=6", "--set", f"{prefix}collect.turns=2",

@@ -15,19 +15,6 @@ ARTIFACTS = ("iter1/collect/rollouts.jsonl", "iter1/train/examples.jsonl", "eval
              "eval/report.json", "classic/train/examples.jsonl")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from rise.embedded import build_model, build_tokenizer
-    from rise.modeling import save_model
-    from rise.tasks import get_task
-
-    probs = get_task("arith").load("train", limit=200)
-    tok = build_tokenizer([p.question for p in probs] + [p.solution for p in probs], vocab_size=400)
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(build_model(tok, size="tiny", seed=0), tok, path)
-    return str(path)
-
-
 def argv(model, out):
     sets = ["collect.limit=8", "collect.turns=2", "collect.chunk_size=2", "collect.sampling.max_new_tokens=24",
             "train.max_steps=6", "train.batch_size=2", "train.save_every=2", "eval.limit=6", "eval.turns=2", "eval.parallel=2",

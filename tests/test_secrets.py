@@ -40,19 +40,6 @@ def teacher_url():
     srv.shutdown()
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from rise.embedded import build_model, build_tokenizer
-    from rise.modeling import save_model
-    from rise.tasks import get_task
-
-    probs = get_task("arith").load("train", limit=100)
-    tok = build_tokenizer([p.question for p in probs] + [p.solution for p in probs], vocab_size=400)
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(build_model(tok, size="tiny", seed=0), tok, path)
-    return str(path)
-
-
 def test_planted_key_in_no_artifact(tiny_model, teacher_url, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     out = tmp_path / "out"
