@@ -3,7 +3,9 @@
 For each seed it runs the whole pipeline (`rise.run.run`: base, RISE iterations, Classic SFT,
 Self-Refine) and then the paper's analyses on the same held-out problems:
   (a) NLL of the reference solution given the multi-turn context (question, a wrong attempt, the
-      feedback) versus given the question alone, for the base, Classic and each RISE iteration;
+      feedback) versus given the question alone, over the training of Classic and each RISE
+      iteration, on held-out validation problems the base gets wrong (`rise.probe`; the run
+      writes probe/nll_over_training.{json,png});
   (b) the share of problems that B parallel turn-1 samples never solve but the sequential chain
       of the RISE model solves within T turns, B = 1..16;
   (c) the distribution of edit size between consecutive attempts, and real wrong -> right chains.
@@ -33,45 +35,15 @@ def parse_args(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a run config key")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="B for analysis (b)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--probe", type=int, default=200, help="held-out problems in the NLL probe of (a)")
+    p.add_argument("--probe-every", type=int, default=50, help="training steps between NLL probe scorings")
     p.add_argument("--analysis-seeds", type=int, nargs="*", default=None,
                    help="seeds to run the analyses on (default: all; none: --analysis-seeds)")
     return p.parse_args(argv)
 
 
-def reference_nll(model_dir: str, task, problems, episodes_by_id, cfg) -> dict[str, float]:
-    """(a): mean per-token NLL of each reference solution, given the question alone and given the
-    question + the model's own wrong first attempt + the feedback line (its failed states)."""
-    import torch
-
-    from rise.episodes import Attempt, with_response
-    from rise.modeling import load_model
-    from rise.train import TrainConfig, collate, encode_examples, per_example_nll
-
-    model, tok = load_model(model_dir, device="cpu")
-    alone, multi = [], []
-    for p in problems:
-        ep = episodes_by_id.get(p.id)
-        if ep is None or ep["turns"][0]["reward"] == 1.0:
-            continue
-        first = ep["turns"][0]
-        alone.append({"messages": with_response(cfg.episode.render(p.question, []), p.solution)})
-        multi.append({"messages": with_response(cfg.episode.render(
-            p.question, [Attempt(first["text"], first["answer"], first["reward"])]), p.solution)})
-    out = {}
-    for name, exs in (("alone", alone), ("multi_turn", multi)):
-        enc, _ = encode_examples(tok, exs, TrainConfig(max_length=4096))
-        vals = []
-        with torch.no_grad():
-            for i in range(0, len(enc), 32):
-                ids, attn, tm, _ = collate(enc[i:i + 32], tok.pad_token_id)
-                vals.extend(per_example_nll(model, ids, attn, tm).tolist())
-        out[name] = statistics.fmean(vals) if vals else float("nan")
-    out["n"] = len(alone)
-    return out
-
-
 def analyses(run_dir: Path, cfg, budgets, progress=True) -> dict:
-    """(a), (b), (c) on one finished run folder."""
+    """(a), (b), (c) on one finished run folder ((a) was scored during training: `nll_probe`)."""
     from rise.analysis import beyond_pass_at_b, edit_sizes
     from rise.engines import open_backend
     from rise.evaluate import run_episodes
@@ -87,19 +59,31 @@ def analyses(run_dir: Path, cfg, budgets, progress=True) -> dict:
     for ep in episodes:
         by_model.setdefault(ep["model"], []).append(ep)
     paths = json.loads((run_dir / "eval" / "models.json").read_text())
-    out = {"nll": {}, "beyond_pass_at_b": {}, "edit_sizes": {}}
-    for name, path in paths.items():
-        eps = {ep["problem_id"]: ep for ep in by_model[name]}
-        out["nll"][name] = reference_nll(path, task, problems, eps, ev)
+    curves = json.loads((run_dir / "probe" / "nll_over_training.json").read_text())
+    out = {"nll_over_training": curves, "nll": nll_summary(curves), "beyond_pass_at_b": {}, "edit_sizes": {}}
+    for name in paths:
         out["edit_sizes"][name] = edit_sizes(by_model[name])
-    # (b): B parallel samples of each model vs the sequential chain of each RISE model
+    # (b): B parallel samples of the base and of each RISE model itself vs that RISE model's chain
     wide = copy.deepcopy(ev)
     wide.parallel, wide.turns = max(budgets), 1
     for name, path in paths.items():
+        if name != "base" and not name.startswith("rise"):
+            continue
         par = run_episodes(open_backend(path, ev.engine), task, problems, wide, name, progress)
-        for rise_name in (n for n in paths if n.startswith("rise")):
+        for rise_name in (n for n in paths if n.startswith("rise") and name in ("base", n)):
             out["beyond_pass_at_b"][f"{name} parallel vs {rise_name} sequential"] = \
                 beyond_pass_at_b(par, by_model[rise_name], budgets)
+    return out
+
+
+def nll_summary(curves: dict) -> dict:
+    """(a) at the start and end of each training: reference NLL after a wrong attempt
+    (multi_turn) and from the question alone, and their difference."""
+    out = {}
+    for name, c in curves.items():
+        for at, i in (("start", 0), ("end", -1)):
+            m, a = c["multi_turn"][i], c["alone"][i]
+            out[f"{name} {at} (step {c['step'][i]})"] = {"multi_turn": m, "alone": a, "multi_minus_alone": m - a}
     return out
 
 
@@ -132,6 +116,32 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+def format_analyses(extra: dict) -> str:
+    """(a), (b), (c) of every analysed seed as markdown tables."""
+    out = ["## (a) NLL of the reference solution (nats/token), held-out problems the base gets wrong\n",
+           "| seed | training, when | after a wrong attempt | question alone | difference |", "|---|---|---|---|---|"]
+    for seed, a in extra.items():
+        for where, v in a["nll"].items():
+            out.append(f"| {seed} | {where} | {v['multi_turn']:.3f} | {v['alone']:.3f} | {v['multi_minus_alone']:+.3f} |")
+    budgets = next(iter(next(iter(extra.values()))["beyond_pass_at_b"].values()), {})
+    out += ["\n## (b) Share of problems B turn-1 samples never solve but the RISE chain solves in T turns\n",
+            "| seed | comparison | " + " | ".join(f"B={b}" for b in budgets) + " |", "|---" * (len(budgets) + 2) + "|"]
+    for seed, a in extra.items():
+        for name, row in a["beyond_pass_at_b"].items():
+            out.append(f"| {seed} | {name} | " + " | ".join(f"{100 * v:.1f}%" for v in row.values()) + " |")
+    bins = list(next(iter(next(iter(extra.values()))["edit_sizes"].values()))["all"])
+    out += ["\n## (c) Edit size between consecutive attempts after a wrong one (share; wrong -> right in brackets)\n",
+            "| seed | model | median | " + " | ".join(bins) + " |", "|---" * (len(bins) + 3) + "|"]
+    for seed, a in extra.items():
+        for name, e in a["edit_sizes"].items():
+            med = "-" if e["median_all"] is None else f"{100 * e['median_all']:.0f}%"
+            if e["median_wrong_to_right"] is not None:
+                med += f" ({100 * e['median_wrong_to_right']:.0f}%)"
+            cells = [f"{100 * e['all'][b]:.0f}% ({100 * e['wrong_to_right'][b]:.0f}%)" for b in bins]
+            out.append(f"| {seed} | {name} | {med} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from rise.config import parse_override, resolve
@@ -142,7 +152,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     reports, extra, t0 = [], {}, time.perf_counter()
     for seed in args.seeds:
-        cfg = resolve(RunConfig, args.config, {**overrides, "seed": seed, "eval.seed": 1000 + seed, "threads": args.threads})
+        probe = {"nll_probe": args.probe, "train.eval_every": args.probe_every}
+        cfg = resolve(RunConfig, args.config, {**probe, **overrides, "seed": seed, "eval.seed": 1000 + seed,
+                                               "threads": args.threads})
         run_dir = out / f"seed{seed}"
         reports.append(run(cfg, run_dir))
         if args.analysis_seeds is None or seed in args.analysis_seeds:
@@ -151,10 +163,10 @@ def main(argv=None) -> int:
     text = format_table(table)
     write_json(out / "bench.json", {"table": table, "analyses": extra, "seeds": args.seeds,
                                     "wall_s": time.perf_counter() - t0})
+    if extra:
+        text += "\n\n" + format_analyses(extra)
     write_text(out / "bench.md", f"# RISE on the embedded default, seeds {args.seeds}\n\n{text}\n")
     print(text)
-    if extra:
-        print(json.dumps(extra, indent=1)[:6000])
     print(f"bench: {len(args.seeds)} seeds in {time.perf_counter() - t0:.0f} s -> {out / 'bench.md'}")
     return 0
 

@@ -21,7 +21,8 @@ def small(prefix=""):
 
 def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small()]) == 0
+    probe = ["--set", "nll_probe=4", "--set", "train.eval_every=1"]
+    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small(), *probe]) == 0
     report = json.loads((out / "eval" / "report.json").read_text())
     assert set(report) == {"base", "base+self-refine", "classic-sft", "rise-iter1"}
     for metrics in report.values():
@@ -34,8 +35,15 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     assert sr and all("critique" in ep["turns"][0] for ep in sr)
     for f in ("iter1/collect/rollouts.jsonl", "iter1/collect/config.yaml", "iter1/train/examples.jsonl",
               "iter1/train/checkpoint/model.safetensors", "iter1/train/config.yaml", "eval/episodes.jsonl",
-              "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json"):
+              "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json",
+              "probe/alone.jsonl", "probe/multi_turn.jsonl", "probe/nll_over_training.png"):
         assert (out / f).is_file(), f
+    # the NLL probe (analysis (a)) is scored at every step of both trainings, from the same start
+    curves = json.loads((out / "probe/nll_over_training.json").read_text())
+    assert set(curves) == {"rise-iter1", "classic-sft"}
+    for c in curves.values():
+        assert c["step"] == [0, 1, 2] and len(c["alone"]) == len(c["multi_turn"]) == 3
+    assert curves["rise-iter1"]["alone"][0] == curves["classic-sft"]["alone"][0]
     rollouts = [json.loads(x) for x in (out / "iter1/collect/rollouts.jsonl").read_text().splitlines()]
     assert {r["turn"] for r in rollouts} <= {1, 2}
     # a failed turn-1 state is followed by a turn-2 state whose candidates include the reference
@@ -46,7 +54,7 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     assert all(e["messages"][-1]["role"] == "assistant" for e in examples)
     capsys.readouterr()
     # a second run reuses every finished stage and reproduces the report
-    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small()]) == 0
+    assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small(), *probe]) == 0
     assert "reusing" in capsys.readouterr().out
     assert json.loads((out / "eval" / "report.json").read_text()) == report
 

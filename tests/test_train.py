@@ -119,3 +119,37 @@ def test_fit_lowers_the_loss(tiny):
                 progress=False)
     assert stats["steps"] == 30 and stats["final_loss"] < stats["loss"][0] * 0.7
     assert stats["peak_memory_bytes"] > 0 and stats["tokens_per_s"] > 0
+
+
+def test_eval_sets_are_scored_before_during_and_after_training(tiny):
+    from rise.embedded import build_model
+    from rise.train import mean_nll, nll_module
+
+    _, tok = tiny
+    model = build_model(tok, size="tiny", seed=2)
+    held = {"seen": examples()[:2], "other": examples()[2:]}
+    enc = encode_examples(tok, held["seen"], TrainConfig())[0]
+    ids, attn, tmask, _ = collate(enc, tok.pad_token_id)
+    with torch.no_grad():
+        before = per_example_nll(model, ids, attn, tmask).mean().item()
+    # mean_nll micro-batches; it must equal the plain mean over examples
+    assert mean_nll(nll_module(model, False), enc, tok.pad_token_id, 16, model.device) == pytest.approx(before, rel=1e-5)
+    cfg = TrainConfig(lr=3e-3, max_steps=10, batch_size=2, warmup_ratio=0, eval_every=4)
+    stats = fit(model, tok, examples()[:2] * 4, cfg, progress=False, eval_sets=held)
+    curve = stats["eval_nll"]
+    assert curve["step"] == [0, 4, 8, 10] and len(curve["seen"]) == len(curve["other"]) == 4
+    assert curve["seen"][0] == pytest.approx(before, rel=1e-5)
+    assert curve["seen"][-1] < 0.7 * curve["seen"][0]  # trained on exactly these: NLL falls
+    assert model.training is False
+
+
+def test_eval_every_does_not_change_training(tiny):
+    from rise.embedded import build_model
+
+    _, tok = tiny
+    runs = []
+    for every, sets in ((0, None), (3, {"x": examples()})):
+        model = build_model(tok, size="tiny", seed=3)
+        cfg = TrainConfig(lr=3e-3, max_steps=6, batch_size=2, warmup_ratio=0, eval_every=every)
+        runs.append(fit(model, tok, examples() * 2, cfg, progress=False, eval_sets=sets)["loss"])
+    assert runs[0] == runs[1]

@@ -183,6 +183,31 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
         fig.savefig(fh, format="png", dpi=120)
 
 
+def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike,
+                           title: str = "NLL of the reference solution over training") -> None:
+    """One colour per training run (`{"step": [...], "alone": [...], "multi_turn": [...]}`, from
+    `train_stats.json["eval_nll"]`): given a wrong attempt + feedback (solid) and given the
+    question alone (dashed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, c) in enumerate(curves.items()):
+        for key, style, what in (("multi_turn", "-o", "after a wrong attempt"), ("alone", "--s", "question alone")):
+            if c.get(key):
+                ax.plot(c["step"], c[key], style, color=f"C{i % 10}", markersize=3, label=f"{name}: {what}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("NLL (nats / token)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
 def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, Any]],
                  title: str = "RISE evaluation", notes: str | Sequence[str] | None = None,
                  transcripts: Sequence[Any] | None = None) -> dict[str, Path]:

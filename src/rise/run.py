@@ -2,6 +2,7 @@
 
 Layout under --out:
     base -> (path of the base model, in base.txt)
+    probe/{alone,multi_turn}.jsonl (with nll_probe > 0: rise.probe's NLL probe, scored in training)
     iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
     eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, config.yaml}
@@ -50,6 +51,10 @@ class RunConfig:
     improve_schedule: list[str] = field(default_factory=list)  # per-iteration collect.improve, e.g. [reference, self]
     classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
     self_refine: bool = True          # baseline: the base with Self-Refine prompting
+    # analysis (a): score the reference's NLL with and without a wrong attempt in context over
+    # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
+    nll_probe: int = 0
+    probe_split: str = "validation"
     threads: int | None = None        # torch CPU threads
     chat_template: str | None = None  # Jinja string or file, for a base whose tokenizer has none
     seed: int = 0
@@ -67,6 +72,8 @@ class RunConfig:
         bad = [m for m in self.improve_schedule if m not in IMPROVE_MODES]
         if bad:
             raise ValueError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
+        if self.nll_probe < 0:
+            raise ValueError(f"nll_probe must be >= 0, got {self.nll_probe}")
 
 
 def config_hash(cfg: Any) -> str:
@@ -107,6 +114,28 @@ def _stage(name: str, stage_dir: Path, cfg: Any, fn, timings: dict[str, float]) 
     timings[name] = wall
 
 
+def probe_config(cfg: RunConfig, base: str) -> EvalConfig:
+    """The NLL probe's problems and how the base's first attempts at them are sampled: the
+    evaluation's format and sampling, on `probe_split` (held out from training and test)."""
+    pr = copy.deepcopy(cfg.eval)
+    pr.models, pr.task, pr.task_options = {"probe": base}, cfg.task, task_options(cfg)
+    pr.split, pr.limit, pr.data_path, pr.turns, pr.parallel = cfg.probe_split, cfg.nll_probe, None, 1, 1
+    pr.seed = cfg.eval.seed + 1
+    if cfg.chat_template:
+        pr.engine.chat_template = pr.engine.chat_template or cfg.chat_template
+    return pr
+
+
+def build_probe_stage(pr: EvalConfig, out_dir: Path, progress: bool) -> None:
+    from rise.config import save_config
+    from rise.probe import build_probe
+    from rise.tasks import get_task
+
+    task = get_task(pr.task, **pr.task_options)
+    build_probe(pr.models["probe"], task, task.load(pr.split, limit=pr.limit), pr, out_dir, progress)
+    save_config(out_dir / "config.yaml", pr)
+
+
 def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     """The collect and train configs of one iteration, derived from the run config."""
     from rise.train import TrainStageConfig
@@ -121,6 +150,8 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
     tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
     tr.train.seed = cfg.seed * 1000 + iteration
+    if cfg.nll_probe:
+        tr.eval_files = {name: str(out / "probe" / f"{name}.jsonl") for name in ("alone", "multi_turn")}
     if cfg.chat_template:
         col.engine.chat_template = col.engine.chat_template or cfg.chat_template
         tr.chat_template = cfg.chat_template
@@ -153,6 +184,8 @@ def preflight(cfg: RunConfig) -> None:
     if cfg.iterations:
         train = task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
         check_disjoint(train, test)  # by question hash: training on test problems is refused
+        if cfg.nll_probe:
+            task.load(cfg.probe_split, limit=cfg.nll_probe)
     if cfg.base != "embedded":
         check_model_source(cfg.base)
 
@@ -179,21 +212,25 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     write_text(out / "base.txt", base + "\n")
 
     models = {"base": base}
+    train_dirs: dict[str, Path] = {}
     policy = base
+    if cfg.nll_probe and cfg.iterations:
+        pr, pdir = probe_config(cfg, base), out / "probe"
+        _stage("probe", pdir, pr, lambda: build_probe_stage(pr, pdir, progress), timings)
     for it in range(1, cfg.iterations + 1):
         col, tr = stage_configs(cfg, policy, it, out)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
         _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings)
         _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings)
         policy = str(tdir / "checkpoint")
-        models[f"rise-iter{it}"] = policy
+        models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
         if it == 1 and cfg.classic:
             # Classic: the same rollouts, as single-turn SFT of the base (paper, Table 1)
             cl = copy.deepcopy(tr)
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
             _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings)
-            models["classic-sft"] = str(cldir / "checkpoint")
+            models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
 
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
@@ -203,11 +240,24 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     ev.data_path = cfg.test_data or ev.data_path
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings)
+    if cfg.nll_probe and cfg.iterations:
+        write_probe_curves(out, train_dirs)
     timings["total"] = sum(v for k, v in timings.items())
     write_json(out / "timings.json", timings)
     report = json.loads((edir / "report.json").read_text())
     print_summary(report, timings, edir)
     return report
+
+
+def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
+    """probe/nll_over_training.{json,png}: each trained model's NLL probe curve (analysis (a))."""
+    from rise.records import write_json
+    from rise.report import plot_nll_over_training
+
+    curves = {n: json.loads((d / "train_stats.json").read_text())["eval_nll"] for n, d in dirs.items()}
+    write_json(out / "probe" / "nll_over_training.json", curves)
+    plot_nll_over_training(curves, out / "probe" / "nll_over_training.png")
+    return curves
 
 
 def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:

@@ -51,6 +51,7 @@ class TrainConfig:
     lora_target_modules: str = "all-linear"
     log_every: int = 10
     save_every: int = 100            # steps between resumable training states (0: none)
+    eval_every: int = 0              # steps between scorings of the eval sets (0: before and after only)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -59,6 +60,8 @@ class TrainConfig:
         for name in ("lr", "batch_size", "micro_batch_tokens", "max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
 
 
 # ------------------------------------------------------------------ tokenisation
@@ -237,7 +240,7 @@ def peak_memory_bytes(device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def _nll_module(model, full_logits: bool):
+def nll_module(model, full_logits: bool):
     """Wrap the causal LM in a module whose forward returns per-example NLL, so DDP/FSDP see the
     whole computation pass through their wrapper's forward (their gradient hooks need that)."""
     import torch
@@ -259,13 +262,32 @@ def _nll_module(model, full_logits: bool):
     return PerExampleNLL(model)
 
 
+def mean_nll(net, encoded: list[Encoded], pad_id: int, token_budget: int, device) -> float:
+    """Mean over examples of each one's per-token target NLL (nats/token), no gradients; `net` is
+    an `nll_module` (prepared or not). NaN for no examples."""
+    import torch
+
+    if not encoded:
+        return float("nan")
+    was_training = net.training
+    net.eval()
+    lengths = [len(e.input_ids) for e in encoded]
+    total = 0.0
+    with torch.no_grad():
+        for mb in micro_batches(list(range(len(encoded))), lengths, token_budget):
+            ids, attn, tmask, _ = (t.to(device) for t in collate([encoded[i] for i in mb], pad_id))
+            total += float(net(ids, attn, tmask).sum())
+    net.train(was_training)
+    return total / len(encoded)
+
+
 def _state_fingerprint(cfg: TrainConfig, encoded: list[Encoded]) -> str:
     """What a saved training state must match to be resumed: the config (less its logging and
     saving cadence) and the tokenised examples."""
     import hashlib
     import json
 
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every")}
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every", "eval_every")}
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode())
     for e in encoded:
         h.update(repr((e.input_ids, e.trained, e.weight)).encode())
@@ -317,7 +339,7 @@ def load_train_state(acc, state_dir, fingerprint: str) -> dict[str, Any] | None:
 
 
 def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool = True,
-        accelerator=None, state_dir=None) -> dict[str, Any]:
+        accelerator=None, state_dir=None, eval_sets: dict[str, list[dict]] | None = None) -> dict[str, Any]:
     """Train `model` in place on weighted examples; returns statistics.
 
     `accelerator` (an `accelerate.Accelerator`) handles devices and DDP/FSDP/DeepSpeed; one is
@@ -325,6 +347,10 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     `state_dir`: every `cfg.save_every` steps the full training state is saved there, and a
     matching saved state is resumed (same weights, optimizer, RNG and data position as if the
     run had never stopped).
+    `eval_sets`: {name: examples}, each scored (mean target NLL, `mean_nll`) before the first
+    step, every `cfg.eval_every` steps and after the last; the curves are in the result's
+    "eval_nll" ({"step": [...], name: [...]}). Every process scores the whole set (FSDP needs all
+    of them in each forward), so the values agree everywhere.
     """
     import torch
     from accelerate import Accelerator, DistributedType
@@ -339,7 +365,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     lengths = [len(e.input_ids) for e in encoded]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    net = _nll_module(model, cfg.full_logits)
+    net = nll_module(model, cfg.full_logits)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     net, opt = acc.prepare(net, opt)
@@ -347,12 +373,23 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     rank, world = acc.process_index, acc.num_processes
     deepspeed = acc.distributed_type == DistributedType.DEEPSPEED
 
+    evals = {name: encode_examples(tokenizer, rows, cfg)[0] for name, rows in (eval_sets or {}).items()}
+    eval_nll: dict[str, list] = {"step": [], **{name: [] for name in evals}}
+
+    def score(at_step: int) -> None:
+        if evals and at_step not in eval_nll["step"]:
+            eval_nll["step"].append(at_step)
+            for name, enc in evals.items():
+                eval_nll[name].append(mean_nll(net, enc, pad_id, cfg.micro_batch_tokens, acc.device))
+
     losses, grad_norms, t0, tokens, trained_tokens = [], [], time.perf_counter(), 0, 0
     start, fp = 0, _state_fingerprint(cfg, encoded)
     resumed = load_train_state(acc, state_dir, fp) if state_dir else None
     if resumed:
         start, losses, grad_norms = resumed["step"], resumed["losses"], resumed["grad_norms"]
         tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
+        eval_nll = resumed.get("eval_nll") or eval_nll
+    score(start)
     bar = tqdm(total=steps, initial=start, desc="train", disable=not (progress and acc.is_main_process), unit="step")
     for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
         if step < start:
@@ -398,11 +435,14 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            score(step + 1)
         if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
             save_train_state(acc, state_dir, {"fingerprint": fp, "step": step + 1, "losses": losses,
                                               "grad_norms": grad_norms, "tokens": tokens,
-                                              "trained_tokens": trained_tokens})
+                                              "trained_tokens": trained_tokens, "eval_nll": eval_nll})
     bar.close()
+    score(steps)
     wall = time.perf_counter() - t0
     model.eval()
     return {
@@ -411,6 +451,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         "tokens": tokens * world, "trained_tokens": trained_tokens * world,
         "tokens_per_s": tokens * world / max(wall, 1e-9),
         "peak_memory_bytes": peak_memory_bytes(acc.device),
+        **({"eval_nll": eval_nll} if evals else {}),
     }
 
 
@@ -430,6 +471,7 @@ class TrainStageConfig:
     device: str = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = None
+    eval_files: dict[str, str] = field(default_factory=dict)  # name -> examples JSONL scored over training (rise.probe)
 
 
 def resolve_mixed_precision(setting: str) -> str | None:
@@ -459,6 +501,7 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     from rise.config import save_config
     from rise.convert import convert, read_rollouts
     from rise.modeling import load_model, save_model
+    from rise.probe import read_probe
     from rise.records import remove_stale_temps, write_json, write_jsonl
 
     if not cfg.model:
@@ -471,6 +514,7 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     out = Path(out_dir)
     remove_stale_temps(out)
     records = read_rollouts(cfg.rollouts)
+    eval_sets = read_probe(cfg.eval_files) if cfg.eval_files else None
     examples = convert(records, cfg.convert)
     if not examples:
         raise ValueError(f"no training examples from {', '.join(cfg.rollouts)} (criterion={cfg.convert.criterion})")
@@ -484,7 +528,8 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     if cfg.train.lora:
         model = apply_lora(model, cfg.train)
     state_dir = out / "train_state"
-    stats = fit(model, tok, examples, cfg.train, progress=progress and main, accelerator=acc, state_dir=state_dir)
+    stats = fit(model, tok, examples, cfg.train, progress=progress and main, accelerator=acc,
+                state_dir=state_dir, eval_sets=eval_sets)
     acc.wait_for_everyone()
     gathered = gathered_state_dict(acc)  # every process takes part in the gather
     if main:
