@@ -63,6 +63,26 @@ class Backend(Protocol):
         ...
 
 
+def check_request(conversations: Sequence, n: int) -> bool:
+    """The argument checks every backend's `generate` shares; False when there is nothing to do."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    for i, conv in enumerate(conversations):
+        if not conv:
+            raise ValueError(f"conversation {i} has no messages")
+    return bool(conversations)
+
+
+def progress_bar(progress: bool | str, total: int, default_desc: str, unit: str):
+    """A tqdm bar when `progress` is truthy (a string is its description), else None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    desc = progress if isinstance(progress, str) else default_desc
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+
 def render_prompt(tokenizer: Any, messages: Sequence[dict]) -> str:
     """The prompt text for `messages`, ending with the assistant turn's opening."""
     if not messages:
@@ -166,9 +186,7 @@ class HFBackend:
     def generate(
         self, conversations: list[list[dict]], n: int, params: SamplingParams, seed: int
     ) -> list[list[str]]:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not conversations:
+        if not check_request(conversations, n):
             return []
         import torch
 
@@ -201,7 +219,7 @@ class HFBackend:
                 batches.append([ch])
 
         results: list[list[list[int]]] = [[] for _ in prompt_ids]
-        bar = self._progress_bar(len(conversations))
+        bar = progress_bar(self.progress, len(conversations), "generate", "prompt")
         model = self.model
         was_training = bool(getattr(model, "training", False))
         if was_training:
@@ -243,14 +261,6 @@ class HFBackend:
         return out
 
     # ------------------------------------------------------------------ helpers
-
-    def _progress_bar(self, total: int):
-        if not self.progress:
-            return None
-        from tqdm.auto import tqdm
-
-        desc = self.progress if isinstance(self.progress, str) else "generate"
-        return tqdm(total=total, desc=desc, unit="prompt", dynamic_ncols=True)
 
     def _encode(self, prompts: list[str]) -> list[list[int]]:
         # The chat template already holds any BOS / special tokens.

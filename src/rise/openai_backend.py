@@ -38,7 +38,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rise.generation import SamplingParams
+from rise.generation import SamplingParams, check_request, progress_bar
 
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
 
@@ -159,13 +159,8 @@ class OpenAIBackend:
     def generate(
         self, conversations: list[list[dict]], n: int, params: SamplingParams, seed: int
     ) -> list[list[str]]:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not conversations:
+        if not check_request(conversations, n):
             return []
-        for i, conv in enumerate(conversations):
-            if not conv:
-                raise ValueError(f"conversation {i} has no messages")
         if params.max_new_tokens == 0:
             return [[""] * n for _ in conversations]
         want = 1 if params.greedy else n
@@ -178,7 +173,7 @@ class OpenAIBackend:
             else:
                 jobs.append((i, 0, want))
         out: list[list[str]] = [[] for _ in conversations]
-        bar = self._progress_bar(len(jobs))
+        bar = progress_bar(self.progress, len(jobs), "requests", "req")
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs)),
                                   thread_name_prefix="rise-openai")
         try:
@@ -311,13 +306,6 @@ class OpenAIBackend:
             texts.append(str(content))
         return texts
 
-    def _progress_bar(self, total: int):
-        if not self.progress:
-            return None
-        from tqdm.auto import tqdm
-
-        desc = self.progress if isinstance(self.progress, str) else "requests"
-        return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True)
 
 
 def _int(value: Any, default: int) -> int:

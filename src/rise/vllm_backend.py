@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from rise.generation import SamplingParams
+from rise.generation import SamplingParams, check_request
 from rise.openai_backend import request_seed
 
 
@@ -162,9 +162,7 @@ class VLLMBackend:
     def generate(
         self, conversations: list[list[dict]], n: int, params: SamplingParams, seed: int
     ) -> list[list[str]]:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not conversations:
+        if not check_request(conversations, n):
             return []
         if self.llm is None:
             raise RuntimeError("this VLLMBackend was closed; call reload(model_path) first")
