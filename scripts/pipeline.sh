@@ -9,7 +9,7 @@ THREADS=${THREADS:-2}
 TASK=(--task arith --task_options '{max_value: 99, max_steps: 2}')
 
 # 0. the base model: a small Qwen2 pretrained offline on arith; the package ships it
-#    (`rise pretrain --out DIR` makes it again: 12 min on 2 cores)
+#    (`rise pretrain --out DIR` makes it again: 18 min on 2 cores)
 BASE=$(rise pretrain --cached --quiet | tail -n 1)
 
 # 1. collect: roll the base out for up to 5 turns; every failed state gets the reference solution

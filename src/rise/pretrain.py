@@ -51,7 +51,7 @@ class PretrainConfig:
     # options of rise.tasks.get_task; the default is the difficulty the default base is
     # calibrated for (rise.embedded.CPU_ARITH_OPTIONS); collect and eval must use the same
     task_options: dict[str, Any] = field(default_factory=lambda: dict(_default_task_options()))
-    n_problems: int = 64000           # training problems drawn for the corpus (each used once per epoch)
+    n_problems: int = 100000          # training problems drawn for the corpus (each used once per epoch)
     multi_turn_fraction: float = 0.4  # share of chats holding 2..max_questions different questions
     max_questions: int = 3
     drill_ratio: float = 0.0          # share of problems whose calculations are also drilled alone
