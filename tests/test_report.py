@@ -98,3 +98,15 @@ def test_imports_stay_light():
             "print(sorted(m for m in ('matplotlib', 'torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_report_transcripts_are_rise_chains_that_start_wrong_and_turn_right():
+    from rise.evaluate import wrong_to_right_examples
+
+    def ep(model, rewards):
+        return {"model": model, "turns": [{"reward": r} for r in rewards]}
+
+    eps = [ep("base", [0.0, 1.0]), ep("rise-iter1", [1.0, 0.0, 1.0]), ep("rise-iter1", [0.0, 0.0]),
+           ep("rise-iter1", [-1.0, 0.0, 1.0]), ep("classic-sft", [0.0, 1.0])]
+    got = wrong_to_right_examples(eps, limit=2)
+    assert got == [eps[3], eps[0]]

@@ -153,11 +153,13 @@ def grader_notes(stats: dict[str, int]) -> list[str]:
 
 
 def wrong_to_right_examples(episodes: list[dict], limit: int = 3) -> list[dict]:
-    """A few real chains that go from a wrong answer to a right one (for the report)."""
+    """A few real chains that start wrong and turn right at a later turn, for the report: RISE
+    models' first (they are what the report is about), then the others, each in file order."""
+    ranked = sorted(episodes, key=lambda ep: not str(ep["model"]).startswith("rise"))  # stable
     out = []
-    for ep in episodes:
+    for ep in ranked:
         rewards = [t["reward"] for t in ep["turns"]]
-        if any(a != 1.0 and b == 1.0 for a, b in zip(rewards, rewards[1:])):
+        if rewards[0] != 1.0 and 1.0 in rewards[1:]:
             out.append(ep)
             if len(out) >= limit:
                 break
