@@ -251,3 +251,18 @@ def test_pretrain_config_validation():
         from rise.pretrain import pretrain
 
         pretrain(PretrainConfig(), progress=False)
+
+
+def test_the_main_job_base_ships_with_the_package_and_matches_its_config():
+    """`rise run` with no arguments must find its base in the package (no 18-minute pretraining),
+    and the shipped weights must be the ones the default config describes."""
+    import json
+
+    from rise.pretrain import PretrainConfig, shipped_base_model
+    from rise.run import RunConfig, base_config
+
+    cfg = base_config(RunConfig())
+    path = shipped_base_model(cfg)
+    assert path is not None, "no shipped base for the default config: rebuild rise/assets"
+    shipped = PretrainConfig.from_dict(json.loads((path / "pretrain_config.json").read_text()))
+    assert shipped.weights_key() == cfg.weights_key()
