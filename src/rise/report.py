@@ -186,8 +186,9 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
 def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike,
                            title: str = "NLL of the reference solution over training") -> None:
     """One colour per training run (`{"step": [...], "alone": [...], "multi_turn": [...]}`, from
-    `train_stats.json["eval_nll"]`): given a wrong attempt + feedback (solid) and given the
-    question alone (dashed)."""
+    `train_stats.json["eval_nll"]`, plus "from_step": where a training that continues an earlier
+    one starts on the x axis): given a wrong attempt + feedback (solid) and given the question
+    alone (dashed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -197,8 +198,9 @@ def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], 
     for i, (name, c) in enumerate(curves.items()):
         for key, style, what in (("multi_turn", "-o", "after a wrong attempt"), ("alone", "--s", "question alone")):
             if c.get(key):
-                ax.plot(c["step"], c[key], style, color=f"C{i % 10}", markersize=3, label=f"{name}: {what}")
-    ax.set_xlabel("training step")
+                xs = [c.get("from_step", 0) + x for x in c["step"]]
+                ax.plot(xs, c[key], style, color=f"C{i % 10}", markersize=3, label=f"{name}: {what}")
+    ax.set_xlabel("training steps from the base model")
     ax.set_ylabel("NLL (nats / token)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)

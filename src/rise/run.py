@@ -254,7 +254,12 @@ def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
     from rise.records import write_json
     from rise.report import plot_nll_over_training
 
-    curves = {n: json.loads((d / "train_stats.json").read_text())["eval_nll"] for n, d in dirs.items()}
+    curves, done = {}, 0
+    for n, d in dirs.items():
+        curves[n] = json.loads((d / "train_stats.json").read_text())["eval_nll"]
+        # iteration k continues from iteration k-1's weights: plot it after them
+        curves[n]["from_step"] = done if n.startswith("rise") else 0
+        done += curves[n]["step"][-1] if n.startswith("rise") else 0
     write_json(out / "probe" / "nll_over_training.json", curves)
     plot_nll_over_training(curves, out / "probe" / "nll_over_training.png")
     return curves
