@@ -148,12 +148,7 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
                           title: str = "Accuracy by turn", show_parallel: bool = True) -> None:
     """One colour per method: per-turn accuracy without early stop (solid), cumulative oracle
     accuracy (dashed) and, if present, the parallel mK@t1 baseline (dotted horizontal line)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_figure()
     colors = [f"C{i % 10}" for i in range(len(results))]
     max_t = 1
     for color, (name, r) in zip(colors, results.items()):
@@ -173,8 +168,21 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
     ax.set_xticks(list(range(1, max_t + 1)))
     ax.set_xlim(0.8, max_t + 0.2)
     ax.set_ylim(0, 100)
-    ax.set_xlabel("turn")
-    ax.set_ylabel("accuracy (%)")
+    _save_figure(fig, ax, "turn", "accuracy (%)", title, path)
+
+
+def _new_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _save_figure(fig, ax, xlabel: str, ylabel: str, title: str, path: str | os.PathLike) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
@@ -189,25 +197,13 @@ def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], 
     `train_stats.json["eval_nll"]`, plus "from_step": where a training that continues an earlier
     one starts on the x axis): given a wrong attempt + feedback (solid) and given the question
     alone (dashed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_figure()
     for i, (name, c) in enumerate(curves.items()):
         for key, style, what in (("multi_turn", "-o", "after a wrong attempt"), ("alone", "--s", "question alone")):
             if c.get(key):
                 xs = [c.get("from_step", 0) + x for x in c["step"]]
                 ax.plot(xs, c[key], style, color=f"C{i % 10}", markersize=3, label=f"{name}: {what}")
-    ax.set_xlabel("training steps from the base model")
-    ax.set_ylabel("NLL (nats / token)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
+    _save_figure(fig, ax, "training steps from the base model", "NLL (nats / token)", title, path)
 
 
 def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, Any]],
