@@ -307,7 +307,6 @@ class OpenAIBackend:
         return texts
 
 
-
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)

@@ -10,15 +10,20 @@ files of training-format examples whose target is the reference solution:
     probe/multi_turn.jsonl  [question, wrong attempt, feedback] -> reference
 
 The train stage scores them before, during (`train.eval_every`) and after training
-(`eval_files` -> `train_stats.json["eval_nll"]`); `score_probe` scores any checkpoint.
+(`eval_files` -> `train_stats.json["eval_nll"]`).
 """
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 PROBE_SETS = ("alone", "multi_turn")
+
+
+def probe_files(out_dir: str | Path) -> dict[str, str]:
+    """{set name: path} of the probe files under out_dir."""
+    return {name: str(Path(out_dir) / f"{name}.jsonl") for name in PROBE_SETS}
 
 
 def probe_examples(problems: Sequence, first_turns: Sequence[dict], episode) -> dict[str, list[dict]]:
@@ -53,11 +58,9 @@ def build_probe(model: str, task, problems: Sequence, ev, out_dir: str | Path,
     sets = probe_examples(problems, [ep["turns"][0] for ep in episodes], ev.episode)
     if not sets["alone"]:
         raise ValueError(f"probe: {model} solved all {len(problems)} probe problems at turn 1; nothing to probe")
-    out = Path(out_dir)
-    paths = {}
+    paths = probe_files(out_dir)
     for name, rows in sets.items():
-        write_jsonl(out / f"{name}.jsonl", rows)
-        paths[name] = str(out / f"{name}.jsonl")
+        write_jsonl(paths[name], rows)
     return paths
 
 
@@ -70,21 +73,3 @@ def read_probe(files: dict[str, str]) -> dict[str, list[dict]]:
             raise FileNotFoundError(f"probe file {name}: {path} does not exist")
         sets[name] = read_jsonl(path)
     return sets
-
-
-def score_probe(model_dir: str, files: dict[str, str], device: str = "cpu",
-               micro_batch_tokens: int = 8192) -> dict[str, Any]:
-    """Mean per-token NLL of the reference (nats/token, averaged over examples) in each probe set,
-    under the checkpoint `model_dir`."""
-    from rise.modeling import load_model
-    from rise.train import TrainConfig, encode_examples, mean_nll, nll_module
-
-    model, tok = load_model(model_dir, device=device)
-    net = nll_module(model, full_logits=False)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out: dict[str, Any] = {}
-    for name, rows in read_probe(files).items():
-        enc, _ = encode_examples(tok, rows, TrainConfig(max_length=1 << 20))
-        out[name] = mean_nll(net, enc, pad, micro_batch_tokens, model.device)
-        out[f"{name}_n"] = len(enc)
-    return out

@@ -151,7 +151,9 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
     tr.train.seed = cfg.seed * 1000 + iteration
     if cfg.nll_probe:
-        tr.eval_files = {name: str(out / "probe" / f"{name}.jsonl") for name in ("alone", "multi_turn")}
+        from rise.probe import probe_files
+
+        tr.eval_files = probe_files(out / "probe")
     if cfg.chat_template:
         col.engine.chat_template = col.engine.chat_template or cfg.chat_template
         tr.chat_template = cfg.chat_template
@@ -256,10 +258,10 @@ def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
 
     curves, done = {}, 0
     for n, d in dirs.items():
-        curves[n] = json.loads((d / "train_stats.json").read_text())["eval_nll"]
-        # iteration k continues from iteration k-1's weights: plot it after them
-        curves[n]["from_step"] = done if n.startswith("rise") else 0
-        done += curves[n]["step"][-1] if n.startswith("rise") else 0
+        c = curves[n] = json.loads((d / "train_stats.json").read_text())["eval_nll"]
+        chained = n.startswith("rise")  # iteration k continues from iteration k-1's weights
+        c["from_step"] = done if chained else 0
+        done += c["step"][-1] if chained else 0
     write_json(out / "probe" / "nll_over_training.json", curves)
     plot_nll_over_training(curves, out / "probe" / "nll_over_training.png")
     return curves
