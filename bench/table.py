@@ -59,8 +59,11 @@ def analyses(run_dir: Path, cfg, budgets, progress=True) -> dict:
     for ep in episodes:
         by_model.setdefault(ep["model"], []).append(ep)
     paths = json.loads((run_dir / "eval" / "models.json").read_text())
-    curves = json.loads((run_dir / "probe" / "nll_over_training.json").read_text())
-    out = {"nll_over_training": curves, "nll": nll_summary(curves), "beyond_pass_at_b": {}, "edit_sizes": {}}
+    out = {"nll_over_training": {}, "nll": {}, "beyond_pass_at_b": {}, "edit_sizes": {}}
+    curves_file = run_dir / "probe" / "nll_over_training.json"
+    if curves_file.is_file():  # absent with --probe 0 or no RISE iteration
+        out["nll_over_training"] = json.loads(curves_file.read_text())
+        out["nll"] = nll_summary(out["nll_over_training"])
     for name in paths:
         out["edit_sizes"][name] = edit_sizes(by_model[name])
     # (b): B parallel samples of the base and of each RISE model itself vs that RISE model's chain
@@ -123,6 +126,8 @@ def format_analyses(extra: dict) -> str:
     for seed, a in extra.items():
         for where, v in a["nll"].items():
             out.append(f"| {seed} | {where} | {v['multi_turn']:.3f} | {v['alone']:.3f} | {v['multi_minus_alone']:+.3f} |")
+    if not any(a["nll"] for a in extra.values()):
+        out.append("| - | not measured (--probe 0) | | | |")
     budgets = next(iter(next(iter(extra.values()))["beyond_pass_at_b"].values()), {})
     out += ["\n## (b) Share of problems B turn-1 samples never solve but the RISE chain solves in T turns\n",
             "| seed | comparison | " + " | ".join(f"B={b}" for b in budgets) + " |", "|---" * (len(budgets) + 2) + "|"]
