@@ -70,3 +70,50 @@ def test_classic_mode_is_single_turn_sft_on_correct_actions():
     assert len(exs) == 1
     assert exs[0]["messages"] == t1["messages"] + [{"role": "assistant", "content": "right"}]
     assert exs[0]["weight"] == 1.0
+
+
+def _distilled(pid, rewards_next, action_reward=1.0, texts=None):
+    """A rollout collected with improved actions: every action is correct (the reference), the
+    conversation continues with the on-policy attempt, whose rewards are `rewards_next`."""
+    out = []
+    for i, r in enumerate(rewards_next):
+        rec = _turn(pid, i + 1, action_reward, text=(texts[i] if texts else f"fix{i}"))
+        rec["next"] = {"text": f"try{i}", "answer": None, "reward": r, "source": "policy"}
+        out.append(rec)
+    return out
+
+
+# issue 10.2: compare each action with the attempt its context holds, not the previous action
+@pytest.mark.parametrize("criterion,next_rewards,kept_turns", [
+    ("better", [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]),       # every state improved by the reference
+    ("better", [0, 1], [1, 2]),
+    ("best", [0, -1, 0], [1, 2, 3]),
+    ("all", [0, 0, 0], [1, 2, 3]),
+    ("success", [0, 0], [1, 2]),
+])
+def test_criteria_on_distilled_rollouts(criterion, next_rewards, kept_turns):
+    exs = convert(_distilled("a", next_rewards), ConvertConfig(criterion=criterion))
+    assert [e["turn"] for e in exs] == kept_turns
+
+
+def test_better_drops_a_turn_no_better_than_its_context():
+    # the on-policy attempt of turn 1 was already right: a turn-2 action that is right is no better
+    recs = _distilled("a", [1.0, 0.0])
+    exs = convert(recs, ConvertConfig(criterion="better"))
+    assert [e["turn"] for e in exs] == [1]
+    recs[1]["action"]["reward"] = 0.0  # a wrong action after a wrong attempt is no better either
+    recs[0]["next"]["reward"] = 0.0
+    assert [e["turn"] for e in convert(recs, ConvertConfig(criterion="better"))] == [1]
+
+
+@pytest.mark.parametrize("flag,kept", [(False, [1, 2, 3]), (True, [1, 3])])
+def test_remove_duplication(flag, kept):
+    recs = _distilled("a", [0, 0, 0], texts=["same", "same", "other"])
+    exs = convert(recs, ConvertConfig(remove_duplication=flag))
+    assert [e["turn"] for e in exs] == kept
+
+
+@pytest.mark.parametrize("key,value", [("criterion", "bestest"), ("mode", "glorious"), ("tau", 0.0)])
+def test_convert_config_validates_at_construction(key, value):
+    with pytest.raises(ValueError, match=f"convert.{key}"):
+        ConvertConfig(**{key: value})

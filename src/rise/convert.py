@@ -21,12 +21,19 @@ class ConvertConfig:
     drop_wrong: bool = False         # drop turns whose action is not correct (our probes: +3-7 points)
     max_word_repeats: int = 150      # official filter: a word repeated more often marks a degenerate sample
     max_token_chars: int = 300       # official filter: a "word" longer than this marks garbage
+    remove_duplication: bool = False # official --remove_duplication: drop a turn whose action repeats an earlier one
 
     def __post_init__(self):
         if self.mode not in ("rise", "classic"):
             raise ValueError(f"convert.mode must be 'rise' or 'classic', got {self.mode!r}")
         if self.tau <= 0:
             raise ValueError(f"convert.tau must be > 0, got {self.tau}")
+        from rise.weighting import CRITERIA
+
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"convert.criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        if self.max_word_repeats < 1 or self.max_token_chars < 1:
+            raise ValueError("convert.max_word_repeats and convert.max_token_chars must be >= 1")
 
 
 def is_degenerate(text: str, max_word_repeats: int, max_token_chars: int) -> bool:
@@ -78,14 +85,27 @@ def group_rollouts(records: Iterable[dict]) -> list[list[dict]]:
     return [sorted(g, key=lambda r: r["turn"]) for _, g in sorted(groups.items())]
 
 
+def context_rewards(turns: list[dict]) -> list[float | None]:
+    """Per turn, the reward of the attempt its context ends with: turn i-1's `next` (the response
+    the conversation continued with), or its action where a record has no `next`. None at turn 1."""
+    out: list[float | None] = [None]
+    for prev in turns[:-1]:
+        out.append(float((prev.get("next") or prev["action"])["reward"]))
+    return out
+
+
 def rollout_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
     """Training examples of one rollout: one per kept turn, weighted exp(r / tau)."""
     rewards = [float(t["action"]["reward"]) for t in turns]
-    out = []
+    out, seen = [], set()
     for i, turn in enumerate(turns):
         action = turn["action"]
-        if not keep_turn(rewards, i, cfg.criterion):
+        if not keep_turn(rewards, i, cfg.criterion, context_rewards(turns)):
             continue
+        if cfg.remove_duplication:
+            if action["text"] in seen:
+                continue
+            seen.add(action["text"])
         if cfg.drop_wrong and rewards[i] != 1.0:
             continue
         if is_degenerate(action["text"], cfg.max_word_repeats, cfg.max_token_chars):

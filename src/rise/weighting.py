@@ -19,11 +19,19 @@ def rwr_weight(reward: float, tau: float) -> float:
     return math.exp(reward / tau)
 
 
-def keep_turn(rewards: Sequence[float], i: int, criterion: str) -> bool:
-    """Whether turn i (0-based) of a rollout with per-turn `rewards` becomes a training example.
+def keep_turn(rewards: Sequence[float], i: int, criterion: str,
+              context_rewards: Sequence[float] | None = None) -> bool:
+    """Whether turn i (0-based) of a rollout becomes a training example.
 
-    all: every turn. better: r_i > r_{i-1}. best: r_i >= every earlier r. success: r_i == 1.
-    The first turn is always kept, except under `success` (official convert rules).
+    `rewards[i]` is the reward of turn i's action (the training target); `context_rewards[i]` is
+    the reward of the on-policy attempt that turn i's context ends with (turn i-1's `next`), the
+    attempt the action improves on. With improved actions (distillation) every action is correct,
+    so comparing actions with actions would keep turn 1 only; the comparison is with the attempt
+    in context. Without `context_rewards`, the previous actions stand in (official convert rules
+    when the conversation continues with the action).
+
+    all: every turn. better: r_i > the attempt in context. best: r_i >= every earlier attempt.
+    success: r_i == 1. The first turn is always kept, except under `success`.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
@@ -32,6 +40,7 @@ def keep_turn(rewards: Sequence[float], i: int, criterion: str) -> bool:
         return r == 1.0
     if i == 0 or criterion == "all":
         return True
+    ctx = list(context_rewards) if context_rewards is not None else [None] + list(rewards[:-1])
     if criterion == "better":
-        return r > rewards[i - 1]
-    return all(r >= earlier for earlier in rewards[:i])  # best
+        return r > ctx[i]
+    return all(r >= earlier for earlier in ctx[1:i + 1])  # best: every attempt seen so far
