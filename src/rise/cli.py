@@ -19,7 +19,7 @@ STAGES = {
     "run": ("rise.run", "RunConfig", "the whole pipeline (default: the embedded default, offline)"),
 }
 # Fixed flags of every subcommand; config fields of the same name are set through them.
-RESERVED = {"threads", "models", "out", "config", "set", "quiet"}
+RESERVED = {"threads", "models", "out", "config", "set", "quiet", "debug"}
 DEFAULT_OUT = {"pretrain": "runs/base", "collect": "runs/collect", "train": "runs/train",
                "eval": "runs/eval", "run": "runs/default"}
 
@@ -47,6 +47,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rise", description="Recursive Introspection (RISE) for language models")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of every error, bad input included (also RISE_DEBUG=1)")
     sub = p.add_subparsers(dest="stage", required=True)
     for stage, (_, _, help_) in STAGES.items():
         sp = sub.add_parser(stage, help=help_, description=help_)
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", default=DEFAULT_OUT[stage], help=f"output folder (default {DEFAULT_OUT[stage]})")
         sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of every error (also RISE_DEBUG=1)")
         if stage == "pretrain":
             sp.add_argument("--cached", action="store_true",
                             help="print the shipped or cached base for this config (pretrain into the cache only if none)")
@@ -97,9 +101,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rise.config import ConfigError, resolve
+    import os
+
+    from rise.config import resolve
 
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("RISE_DEBUG", "") not in ("", "0")
     try:
         if args.stage == "convert-gguf":
             from rise.gguf import cli_main
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve(_config_class(args.stage), args.config, _overrides(args))
         return _dispatch(args, cfg)
     except Exception as e:  # noqa: BLE001 - bad input ends in one line; anything else is a bug
-        if not _is_user_error(e):
+        if debug or not _is_user_error(e):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"rise: error: {msg}", file=sys.stderr)
@@ -116,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: Exception) -> bool:
-    """Bad input (config, data, paths) or an error raised by rise itself, e.g. an unreachable
-    server; these get one line, never a traceback."""
-    from rise.config import ConfigError
+    """Bad input a user can fix (rise's `InputError`: config, data, model paths) or an endpoint
+    that failed after retries; these get one line. Anything else (a KeyError inside `fit`, a
+    library's ValueError) is a bug and keeps its traceback."""
+    from rise.errors import InputError
+    from rise.openai_backend import OpenAIBackendError
 
-    return isinstance(e, (ConfigError, ValueError, FileNotFoundError, KeyError)) or \
-        type(e).__module__.startswith("rise.")
+    return isinstance(e, (InputError, OpenAIBackendError))
 
 
 def _dispatch(args, cfg) -> int:

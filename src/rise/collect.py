@@ -12,6 +12,8 @@ action (`continue_with: action`, the official code). A rollout stops at its firs
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,16 +53,16 @@ class CollectConfig:
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:
-            raise ValueError(f"improve must be one of {', '.join(IMPROVE_MODES)}, got {self.improve!r}")
+            raise InputError(f"improve must be one of {', '.join(IMPROVE_MODES)}, got {self.improve!r}")
         if self.continue_with not in ("policy", "action"):
-            raise ValueError(f"continue_with must be 'policy' or 'action', got {self.continue_with!r}")
+            raise InputError(f"continue_with must be 'policy' or 'action', got {self.continue_with!r}")
         if self.improve == "teacher" and not self.teacher:
-            raise ValueError("improve=teacher needs a teacher model (collect.teacher)")
+            raise InputError("improve=teacher needs a teacher model (collect.teacher)")
         if not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(f"shard_index must be in [0, num_shards), got {self.shard_index} of {self.num_shards}")
+            raise InputError(f"shard_index must be in [0, num_shards), got {self.shard_index} of {self.num_shards}")
         for name in ("turns", "samples", "best_of", "chunk_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def best_index(cands: list[dict]) -> int:
@@ -87,7 +89,7 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
         out = []
         for p in problems:
             if not p.solution:
-                raise ValueError(f"problem {p.id}: improve=reference needs a reference solution")
+                raise InputError(f"problem {p.id}: improve=reference needs a reference solution")
             out.append(graded(task, p, [p.solution], "reference"))
         return out
     if cfg.improve == "self":
@@ -160,7 +162,7 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     from rise.records import write_json, write_jsonl
 
     if not cfg.policy:
-        raise ValueError("collect.policy: no policy model given")
+        raise InputError("collect.policy: no policy model given")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
     t0 = time.perf_counter()

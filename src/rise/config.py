@@ -7,6 +7,8 @@ Standard library + PyYAML.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import dataclasses
 import difflib
 import os
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """Bad configuration; the message names the key."""
 
 

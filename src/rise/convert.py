@@ -5,6 +5,8 @@ whose target is that turn's action alone (paper, Sec. 4.2; official `workflow_co
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,15 +27,15 @@ class ConvertConfig:
 
     def __post_init__(self):
         if self.mode not in ("rise", "classic"):
-            raise ValueError(f"convert.mode must be 'rise' or 'classic', got {self.mode!r}")
+            raise InputError(f"convert.mode must be 'rise' or 'classic', got {self.mode!r}")
         if self.tau <= 0:
-            raise ValueError(f"convert.tau must be > 0, got {self.tau}")
+            raise InputError(f"convert.tau must be > 0, got {self.tau}")
         from rise.weighting import CRITERIA
 
         if self.criterion not in CRITERIA:
-            raise ValueError(f"convert.criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+            raise InputError(f"convert.criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
         if self.max_word_repeats < 1 or self.max_token_chars < 1:
-            raise ValueError("convert.max_word_repeats and convert.max_token_chars must be >= 1")
+            raise InputError("convert.max_word_repeats and convert.max_token_chars must be >= 1")
 
 
 def is_degenerate(text: str, max_word_repeats: int, max_token_chars: int) -> bool:
@@ -57,16 +59,16 @@ def validate_rollout(rec: dict, where: str) -> dict:
     """Check the fields conversion needs; a bad record raises ValueError naming `where` and the field."""
     for name, types in ROLLOUT_FIELDS.items():
         if name not in rec:
-            raise ValueError(f"{where}: missing field '{name}'")
+            raise InputError(f"{where}: missing field '{name}'")
         if not isinstance(rec[name], types) or isinstance(rec[name], bool):
-            raise ValueError(f"{where}: field '{name}' should be {types[0].__name__}, got {type(rec[name]).__name__}")
+            raise InputError(f"{where}: field '{name}' should be {types[0].__name__}, got {type(rec[name]).__name__}")
     for name, types in ACTION_FIELDS.items():
         value = rec["action"].get(name)
         if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"{where}: field 'action.{name}' missing or not {types[0].__name__}")
+            raise InputError(f"{where}: field 'action.{name}' missing or not {types[0].__name__}")
     for i, m in enumerate(rec["messages"]):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
-            raise ValueError(f"{where}: messages[{i}] is not a chat message with role and content")
+            raise InputError(f"{where}: messages[{i}] is not a chat message with role and content")
     return rec
 
 

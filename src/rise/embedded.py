@@ -14,6 +14,8 @@ torch, transformers and tokenizers are imported lazily.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import random
 import re
 from typing import Any, Iterable, Sequence
@@ -140,7 +142,7 @@ def model_config(tokenizer: Any, size: str = "default", max_position_embeddings:
     try:
         shape = SIZES[size]
     except KeyError:
-        raise ValueError(f"unknown model size {size!r}; known: {', '.join(SIZES)}") from None
+        raise InputError(f"unknown model size {size!r}; known: {', '.join(SIZES)}") from None
     return Qwen2Config(
         vocab_size=len(tokenizer),
         max_position_embeddings=max_position_embeddings,
@@ -201,9 +203,9 @@ def pretraining_conversations(
     need `question` and `solution` attributes (`rise.tasks.Problem`).
     """
     if not 0 <= multi_turn_fraction <= 1:
-        raise ValueError(f"multi_turn_fraction must be in [0, 1], got {multi_turn_fraction}")
+        raise InputError(f"multi_turn_fraction must be in [0, 1], got {multi_turn_fraction}")
     if max_questions < 1:
-        raise ValueError(f"max_questions must be >= 1, got {max_questions}")
+        raise InputError(f"max_questions must be >= 1, got {max_questions}")
     p = get_preset(preset)
     if p.few_shot or p.system:
         # The follow-up phrasings below assume the question itself opens the conversation.

@@ -11,6 +11,8 @@ Heavy imports happen here, lazily.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 from dataclasses import dataclass
 
 ENGINES = ("hf", "vllm", "openai")
@@ -38,27 +40,27 @@ class EngineConfig:
 
     def __post_init__(self):
         if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
+            raise InputError(f"batch_size must be > 0, got {self.batch_size}")
         if self.tensor_parallel_size < 1:
-            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+            raise InputError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+            raise InputError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.max_model_len is not None and self.max_model_len < 1:
-            raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
+            raise InputError(f"max_model_len must be >= 1, got {self.max_model_len}")
         if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+            raise InputError(f"concurrency must be >= 1, got {self.concurrency}")
         if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+            raise InputError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+            raise InputError(f"max_retries must be >= 0, got {self.max_retries}")
         if not self.api_key_env.replace("_", "").isalnum():
-            raise ValueError(
+            raise InputError(
                 f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                 f"not a key; got a value of {len(self.api_key_env)} characters")
         if self.engine == "openai" and not self.base_url:
-            raise ValueError("engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+            raise InputError("engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
 
 
 def open_backend(model: str, cfg: EngineConfig, progress: bool | str = False):

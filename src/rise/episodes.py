@@ -11,6 +11,8 @@ require user/assistant alternation (the official code, on FastChat templates, al
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +48,7 @@ def feedback_text(preset: PromptPreset, mode: str, question: str, attempt: Attem
     oracle leaks into the prompt. "oracle" tells the truth; "none" asks again with no verdict.
     """
     if mode not in FEEDBACK_MODES:
-        raise ValueError(f"unknown feedback mode {mode!r}; known: {', '.join(FEEDBACK_MODES)}")
+        raise InputError(f"unknown feedback mode {mode!r}; known: {', '.join(FEEDBACK_MODES)}")
     if mode == "oracle" and attempt.correct:
         return preset.correct_feedback
     answer = attempt.answer if attempt.answer is not None else "no answer"
@@ -77,7 +79,7 @@ def render_state(
     evaluation keeps 1). Dropped attempts vanish together with their feedback.
     """
     if history is not None and history < 0:
-        raise ValueError(f"history must be >= 0 or None, got {history}")
+        raise InputError(f"history must be >= 0 or None, got {history}")
     msgs = prefix_messages(preset)
     msgs.append({"role": "user", "content": preset.question.format(question=question)})
     kept = attempts if history is None else attempts[max(0, len(attempts) - history):] if history else []
@@ -102,9 +104,9 @@ class EpisodeConfig:
 
     def __post_init__(self):
         if self.feedback not in FEEDBACK_MODES:
-            raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_MODES)}, got {self.feedback!r}")
+            raise InputError(f"feedback must be one of {', '.join(FEEDBACK_MODES)}, got {self.feedback!r}")
         if self.history is not None and self.history < 0:
-            raise ValueError(f"history must be >= 0, got {self.history}")
+            raise InputError(f"history must be >= 0, got {self.history}")
         from rise.prompts import get_preset
 
         get_preset(self.preset)

@@ -8,6 +8,8 @@ oracle": majority vote over the T answers).
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,9 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.turns < 1 or self.parallel < 1:
-            raise ValueError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
+            raise InputError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
         if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+            raise InputError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
 
 def _response(task, problem, text: str) -> dict:
@@ -102,13 +104,13 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     from rise.report import write_report
 
     if not cfg.models:
-        raise ValueError("eval.models: no model to evaluate")
+        raise InputError("eval.models: no model to evaluate")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
     all_eps, results = [], {}
     unknown = [n for n in cfg.self_refine if n not in cfg.models]
     if unknown:
-        raise ValueError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
+        raise InputError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
     store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
     parts = chunked(problems, cfg.chunk_size)
     timings: dict[str, float] = {}  # kept out of report.json so that metrics are byte-identical per seed

@@ -25,6 +25,8 @@ torch and transformers are imported lazily: `import rise.generation` is cheap.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -41,11 +43,11 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+            raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
 
     @property
     def greedy(self) -> bool:
@@ -66,10 +68,10 @@ class Backend(Protocol):
 def check_request(conversations: Sequence, n: int) -> bool:
     """The argument checks every backend's `generate` shares; False when there is nothing to do."""
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InputError(f"n must be >= 1, got {n}")
     for i, conv in enumerate(conversations):
         if not conv:
-            raise ValueError(f"conversation {i} has no messages")
+            raise InputError(f"conversation {i} has no messages")
     return bool(conversations)
 
 
@@ -86,9 +88,9 @@ def progress_bar(progress: bool | str, total: int, default_desc: str, unit: str)
 def render_prompt(tokenizer: Any, messages: Sequence[dict]) -> str:
     """The prompt text for `messages`, ending with the assistant turn's opening."""
     if not messages:
-        raise ValueError("a conversation needs at least one message")
+        raise InputError("a conversation needs at least one message")
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
+        raise InputError(
             f"tokenizer {type(tokenizer).__name__} has no chat template; set tokenizer.chat_template"
         )
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
@@ -156,9 +158,9 @@ class HFBackend:
         use_generate: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if max_prompt_tokens is not None and max_prompt_tokens < 1:
-            raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+            raise InputError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -269,7 +271,7 @@ class HFBackend:
         for p, ids in zip(prompts, enc):
             ids = list(ids)
             if not ids:
-                raise ValueError(f"prompt tokenises to nothing: {p!r}")
+                raise InputError(f"prompt tokenises to nothing: {p!r}")
             if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
                 self.truncated_prompts += 1
                 warnings.warn(

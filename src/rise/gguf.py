@@ -18,6 +18,8 @@ Standard library at import; torch/transformers are imported inside the functions
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import argparse
 import hashlib
 import importlib.util
@@ -59,7 +61,7 @@ def smollm2_gguf() -> Path | None:
 
 def require_gguf_package() -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise ValueError("reading GGUF files needs the `gguf` package: pip install 'rise[gguf]' "
+        raise InputError("reading GGUF files needs the `gguf` package: pip install 'rise[gguf]' "
                          "(or pip install gguf)")
 
 
@@ -69,26 +71,26 @@ def locate(gguf: str | os.PathLike, gguf_file: str | None = None) -> tuple[str, 
     path = Path(name).expanduser()
     if path.is_file():
         if gguf_file and gguf_file != path.name:
-            raise ValueError(f"--gguf {name!r} is a file, and --gguf-file {gguf_file!r} names "
+            raise InputError(f"--gguf {name!r} is a file, and --gguf-file {gguf_file!r} names "
                              "another; give one of them")
         return str(path.parent.resolve()), path.name
     if path.is_dir():
         if gguf_file:
             if not (path / gguf_file).is_file():
-                raise ValueError(f"no GGUF file {gguf_file!r} in {str(path)!r}")
+                raise InputError(f"no GGUF file {gguf_file!r} in {str(path)!r}")
             return str(path.resolve()), gguf_file
         found = sorted(p.name for p in path.glob(f"*{GGUF_SUFFIX}") if p.is_file())
         if not found:
-            raise ValueError(f"no {GGUF_SUFFIX} file in {str(path)!r}")
+            raise InputError(f"no {GGUF_SUFFIX} file in {str(path)!r}")
         if len(found) > 1:
-            raise ValueError(f"several GGUF files in {str(path)!r} ({', '.join(found)}); "
+            raise InputError(f"several GGUF files in {str(path)!r} ({', '.join(found)}); "
                              "pick one with --gguf-file")
         return str(path.resolve()), found[0]
     from rise.modeling import is_plausible_hub_id
 
     if gguf_file and is_plausible_hub_id(name):
         return name, gguf_file          # a hub repo; transformers downloads the file
-    raise ValueError(f"GGUF source {name!r}: no such file or directory"
+    raise InputError(f"GGUF source {name!r}: no such file or directory"
                      + ("" if gguf_file or not is_plausible_hub_id(name)
                         else " (a hub repo id needs --gguf-file NAME)"))
 
@@ -105,7 +107,7 @@ def load_gguf(gguf: str | os.PathLike, gguf_file: str | None = None) -> tuple[An
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=fname)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=fname)
     except Exception as exc:  # noqa: BLE001 - one line naming the file
-        raise ValueError(f"could not read the GGUF file {fname!r} in {source!r}: {_one_line(exc)}") from exc
+        raise InputError(f"could not read the GGUF file {fname!r} in {source!r}: {_one_line(exc)}") from exc
     return model, tokenizer, source, fname
 
 
@@ -130,7 +132,7 @@ def plain_model(model: Any, dtype: Any = "float32") -> Any:
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = [k for k in missing if not (tied and k.endswith("lm_head.weight"))]
     if missing or unexpected:
-        raise ValueError(f"the GGUF weights do not fit a plain {type(plain).__name__}: "
+        raise InputError(f"the GGUF weights do not fit a plain {type(plain).__name__}: "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     if tied:
         plain.tie_weights()
@@ -162,7 +164,7 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike, *,
     or holds a model (config.json)."""
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
-        raise ValueError(f"--out {str(out)!r} exists and is not a model directory; "
+        raise InputError(f"--out {str(out)!r} exists and is not a model directory; "
                          "choose another folder or remove it")
     t0 = time.perf_counter()
     model, tokenizer, source, fname = load_gguf(gguf, gguf_file)
@@ -173,7 +175,7 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike, *,
     diff = max_logit_diff(model, plain, tokenizer)
     limit = 1e-4 if str(dtype).lower() in ("float32", "fp32", "float") else 5e-1
     if diff > limit:
-        raise ValueError(f"the rebuilt model's logits differ from the GGUF model's by {diff:.3g}")
+        raise InputError(f"the rebuilt model's logits differ from the GGUF model's by {diff:.3g}")
     del model
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -12,6 +12,8 @@ Errors are one line and name the model. torch and transformers are imported lazi
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import os
 import re
 from pathlib import Path
@@ -64,7 +66,7 @@ def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
     try:
         return getattr(torch, _DTYPES[str(dtype).lower()])
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown dtype {dtype!r}; use auto, {', '.join(sorted(set(_DTYPES.values())))}"
         ) from None
 
@@ -77,9 +79,9 @@ def read_chat_template(chat_template: str) -> str:
     if path.is_file():
         text = path.read_text(encoding="utf-8")
         if not text.strip():
-            raise ValueError(f"chat template file {str(path)!r} is empty")
+            raise InputError(f"chat template file {str(path)!r} is empty")
         return text
-    raise ValueError(
+    raise InputError(
         f"chat template {chat_template!r} is neither a Jinja template nor an existing file"
     )
 
@@ -109,7 +111,7 @@ def load_tokenizer(
         else:
             tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised as one line naming the model
-        raise ValueError(f"could not load the tokenizer of {name!r}{_where(name)}: {_one_line(exc)}") from exc
+        raise InputError(f"could not load the tokenizer of {name!r}{_where(name)}: {_one_line(exc)}") from exc
     _finish_tokenizer(tokenizer, name, chat_template)
     return tokenizer
 
@@ -138,7 +140,7 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"could not load the model {name!r}{_where(name)}: {_one_line(exc)}") from exc
+        raise InputError(f"could not load the model {name!r}{_where(name)}: {_one_line(exc)}") from exc
     model.to(dev)
     model.eval()
     if getattr(model.config, "pad_token_id", None) is None:
@@ -166,10 +168,10 @@ def check_model_source(name_or_path: str | os.PathLike) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"model path {name!r} is a file, not a model directory")
+            raise InputError(f"model path {name!r} is a file, not a model directory")
         return str(path)
     if not is_plausible_hub_id(name):
-        raise ValueError(f"model path {name!r} does not exist (and is not a Hugging Face hub id)")
+        raise InputError(f"model path {name!r} does not exist (and is not a Hugging Face hub id)")
     return name
 
 
@@ -197,11 +199,11 @@ def _finish_tokenizer(tokenizer: Any, name: str, chat_template: str | None) -> N
     if chat_template is not None:
         tokenizer.chat_template = read_chat_template(chat_template)
     elif not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise InputError(
             f"the tokenizer of {name!r} has no chat template; pass one with the chat_template "
             "option (a Jinja string or a path to a template file)"
         )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"the tokenizer of {name!r} has neither a pad nor an eos token")
+            raise InputError(f"the tokenizer of {name!r} has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token

@@ -20,6 +20,8 @@ pretrains one there.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import hashlib
 import json
 import logging
@@ -84,19 +86,19 @@ class PretrainConfig:
         from rise.embedded import SIZES
 
         if self.size not in SIZES:
-            raise ValueError(f"pretrain.size must be one of {', '.join(SIZES)}, got {self.size!r}")
+            raise InputError(f"pretrain.size must be one of {', '.join(SIZES)}, got {self.size!r}")
         for name in ("n_problems", "vocab_size", "batch_size", "micro_batch_tokens", "max_length",
                      "max_questions"):
             if getattr(self, name) < 1:
-                raise ValueError(f"pretrain.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"pretrain.{name} must be >= 1, got {getattr(self, name)}")
         if self.vocab_size < 300:
-            raise ValueError(f"pretrain.vocab_size must be >= 300 (256 bytes + specials), got {self.vocab_size}")
+            raise InputError(f"pretrain.vocab_size must be >= 300 (256 bytes + specials), got {self.vocab_size}")
         if self.lr <= 0 or self.epochs <= 0:
-            raise ValueError("pretrain.lr and pretrain.epochs must be > 0")
+            raise InputError("pretrain.lr and pretrain.epochs must be > 0")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"pretrain.max_steps must be >= 1 or None, got {self.max_steps}")
+            raise InputError(f"pretrain.max_steps must be >= 1 or None, got {self.max_steps}")
         if self.eval_problems < 0:
-            raise ValueError(f"pretrain.eval_problems must be >= 0, got {self.eval_problems}")
+            raise InputError(f"pretrain.eval_problems must be >= 0, got {self.eval_problems}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +108,7 @@ class PretrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown pretrain config keys: {', '.join(unknown)}")
+            raise InputError(f"unknown pretrain config keys: {', '.join(unknown)}")
         return cls(**d)
 
     def weights_key(self) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def build_corpus(cfg: PretrainConfig, task: Any = None) -> tuple[list[Any], list
     task = task if task is not None else make_task(cfg)
     problems = task.load("train", limit=cfg.n_problems)
     if not problems:
-        raise ValueError(f"task {cfg.task!r} gave no training problems")
+        raise InputError(f"task {cfg.task!r} gave no training problems")
     convs = pretraining_conversations(
         problems, random.Random(cfg.seed), multi_turn_fraction=cfg.multi_turn_fraction,
         max_questions=cfg.max_questions, preset=cfg.preset,
@@ -154,7 +156,7 @@ def build_corpus(cfg: PretrainConfig, task: Any = None) -> tuple[list[Any], list
         random.Random(cfg.seed + 2).shuffle(mixed)
         convs = mixed
     if contains_feedback(convs):  # a task whose own text mentions retrying would leak it
-        raise ValueError("the pretraining corpus contains feedback wording ('incorrect', 'try again')")
+        raise InputError("the pretraining corpus contains feedback wording ('incorrect', 'try again')")
     return problems, convs
 
 
@@ -206,10 +208,10 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, command: str | None = N
     import torch
 
     if not cfg.out_dir:
-        raise ValueError("pretrain.out_dir is not set")
+        raise InputError("pretrain.out_dir is not set")
     out = Path(cfg.out_dir).expanduser()
     if out.exists():
-        raise ValueError(f"pretrain output {str(out)!r} already exists; choose another out_dir")
+        raise InputError(f"pretrain output {str(out)!r} already exists; choose another out_dir")
     out.parent.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
     if cfg.threads:

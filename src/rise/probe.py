@@ -14,6 +14,8 @@ The train stage scores them before, during (`train.eval_every`) and after traini
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import copy
 from pathlib import Path
 from typing import Sequence
@@ -51,13 +53,13 @@ def build_probe(model: str, task, problems: Sequence, ev, out_dir: str | Path,
     from rise.records import write_jsonl
 
     if not problems:
-        raise ValueError("probe: no problems to build the NLL probe from")
+        raise InputError("probe: no problems to build the NLL probe from")
     one = copy.deepcopy(ev)
     one.turns, one.parallel = 1, 1
     episodes = run_episodes(open_backend(model, ev.engine), task, problems, one, "probe", progress)
     sets = probe_examples(problems, [ep["turns"][0] for ep in episodes], ev.episode)
     if not sets["alone"]:
-        raise ValueError(f"probe: {model} solved all {len(problems)} probe problems at turn 1; nothing to probe")
+        raise InputError(f"probe: {model} solved all {len(problems)} probe problems at turn 1; nothing to probe")
     paths = probe_files(out_dir)
     for name, rows in sets.items():
         write_jsonl(paths[name], rows)
@@ -70,6 +72,6 @@ def read_probe(files: dict[str, str]) -> dict[str, list[dict]]:
     sets = {}
     for name, path in files.items():
         if not Path(path).is_file():
-            raise FileNotFoundError(f"probe file {name}: {path} does not exist")
+            raise InputError(f"probe file {name}: {path} does not exist")
         sets[name] = read_jsonl(path)
     return sets

@@ -11,6 +11,8 @@ Standard library only.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 from dataclasses import dataclass, field
 
 FEEDBACK_MODES = ("none", "incorrect", "oracle")
@@ -86,4 +88,4 @@ def get_preset(name: str) -> PromptPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown prompt preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+        raise InputError(f"unknown prompt preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None

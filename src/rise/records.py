@@ -6,6 +6,8 @@ Standard library only.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import json
 import os
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """A malformed input row; the message names the file and line."""
 
 

@@ -6,6 +6,8 @@ index, so a resumed stage produces exactly the records of an uninterrupted one.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import json
 import hashlib
 import shutil
@@ -32,7 +34,7 @@ def begin_stage(out: Path, cfg: Any) -> tuple[Any, list]:
 
 def chunked(items: Sequence, size: int) -> list[list]:
     if size < 1:
-        raise ValueError(f"chunk size must be >= 1, got {size}")
+        raise InputError(f"chunk size must be >= 1, got {size}")
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 

@@ -12,6 +12,8 @@ interrupted run started again continues at the first unfinished stage.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import copy
 import hashlib
 import json
@@ -66,14 +68,14 @@ class RunConfig:
 
     def __post_init__(self):
         if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+            raise InputError(f"iterations must be >= 0, got {self.iterations}")
         from rise.collect import IMPROVE_MODES
 
         bad = [m for m in self.improve_schedule if m not in IMPROVE_MODES]
         if bad:
-            raise ValueError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
+            raise InputError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
         if self.nll_probe < 0:
-            raise ValueError(f"nll_probe must be >= 0, got {self.nll_probe}")
+            raise InputError(f"nll_probe must be >= 0, got {self.nll_probe}")
 
 
 def config_hash(cfg: Any) -> str:

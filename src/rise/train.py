@@ -16,6 +16,8 @@ examples of similar length share a micro-batch bounded by a token budget.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import contextlib
 import math
 import random
@@ -56,12 +58,12 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.train_on not in ("last", "all_assistant"):
-            raise ValueError(f"train.train_on must be 'last' or 'all_assistant', got {self.train_on!r}")
+            raise InputError(f"train.train_on must be 'last' or 'all_assistant', got {self.train_on!r}")
         for name in ("lr", "batch_size", "micro_batch_tokens", "max_length"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if self.eval_every < 0:
-            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
+            raise InputError(f"train.eval_every must be >= 0, got {self.eval_every}")
 
 
 # ------------------------------------------------------------------ tokenisation
@@ -79,14 +81,14 @@ def _assistant_spans(tokenizer, messages, train_on: str) -> list[tuple[str, bool
     boundary can never silently shift the mask (an official-code defect).
     """
     if not messages or messages[-1]["role"] != "assistant":
-        raise ValueError("a training example must end with an assistant message")
+        raise InputError("a training example must end with an assistant message")
     idx = [len(messages) - 1] if train_on == "last" else [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     segments, done = [], ""
     for i in idx:
         prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
         full = render(tokenizer, messages[: i + 1], add_generation_prompt=False)
         if not prompt.startswith(done) or not full.startswith(prompt):
-            raise ValueError("the chat template does not render conversations as prefixes of each other")
+            raise InputError("the chat template does not render conversations as prefixes of each other")
         segments.append((prompt[len(done):], False))
         segments.append((full[len(prompt):], True))
         done = full
@@ -359,7 +361,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     torch.manual_seed(cfg.seed)
     encoded, skipped = encode_examples(tokenizer, examples, cfg)
     if not encoded:
-        raise ValueError(f"no training examples left ({skipped} longer than max_length={cfg.max_length})")
+        raise InputError(f"no training examples left ({skipped} longer than max_length={cfg.max_length})")
     batch_size = min(cfg.batch_size, len(encoded))
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(encoded) / batch_size))
     lengths = [len(e.input_ids) for e in encoded]
@@ -505,9 +507,9 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     from rise.records import remove_stale_temps, write_json, write_jsonl
 
     if not cfg.model:
-        raise ValueError("train.model: no model to fine-tune")
+        raise InputError("train.model: no model to fine-tune")
     if not cfg.rollouts:
-        raise ValueError("train.rollouts: no rollout file given")
+        raise InputError("train.rollouts: no rollout file given")
     mp = resolve_mixed_precision(cfg.mixed_precision)
     acc = Accelerator(cpu=cfg.device == "cpu", **({"mixed_precision": mp} if mp else {}))
     main = acc.is_main_process
@@ -517,7 +519,7 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     eval_sets = read_probe(cfg.eval_files) if cfg.eval_files else None
     examples = convert(records, cfg.convert)
     if not examples:
-        raise ValueError(f"no training examples from {', '.join(cfg.rollouts)} (criterion={cfg.convert.criterion})")
+        raise InputError(f"no training examples from {', '.join(cfg.rollouts)} (criterion={cfg.convert.criterion})")
     if main:
         write_jsonl(out / "examples.jsonl", examples)
         save_config(out / "config.yaml", cfg)

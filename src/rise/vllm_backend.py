@@ -18,6 +18,8 @@ module imports without it. Tests inject a fake engine through `llm=`.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import gc
 from typing import Any
 
@@ -64,9 +66,9 @@ class VLLMBackend:
         request_seeds: bool | None = None,
     ) -> None:
         if tensor_parallel_size < 1:
-            raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+            raise InputError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         if not 0 < gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+            raise InputError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         self.model = model
         self.tensor_parallel_size = tensor_parallel_size
         self.enable_prefix_caching = enable_prefix_caching

@@ -6,6 +6,8 @@ RISE trains every kept turn with weight w = exp(r / tau) (paper, Eq. 4.2; offici
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import math
 from collections.abc import Sequence
 
@@ -15,7 +17,7 @@ CRITERIA = ("all", "better", "best", "success")
 def rwr_weight(reward: float, tau: float) -> float:
     """w = exp(r / tau), the reward-weighted-regression weight of one turn (scalar)."""
     if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+        raise InputError(f"tau must be > 0, got {tau}")
     return math.exp(reward / tau)
 
 
@@ -34,7 +36,7 @@ def keep_turn(rewards: Sequence[float], i: int, criterion: str,
     success: r_i == 1. The first turn is always kept, except under `success`.
     """
     if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+        raise InputError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
     r = rewards[i]
     if criterion == "success":
         return r == 1.0

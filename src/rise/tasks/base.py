@@ -6,12 +6,14 @@ parseable answer), MATH gives 1 / 0.
 """
 from __future__ import annotations
 
+from rise.errors import InputError
+
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """Bad task input: an unknown task, an unparseable gold answer, a missing column. The message
     names the culprit (task, file, line or problem id)."""
 
