@@ -43,6 +43,26 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def content_fingerprint(sources: Sequence[str | Path]) -> str:
+    """One hash of the content of every input of a stage: a file's bytes, a directory's files
+    (relative names and bytes, in sorted order), or, for a name that is not a local path (a hub
+    id), the name itself. A stage keyed on this re-runs when an upstream artifact changes, even
+    when its own config is the same (a retrained checkpoint at the same path)."""
+    h = hashlib.sha1()
+    for src in sources:
+        path = Path(src)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        h.update(f"<{src}>".encode())
+        if not path.exists():
+            continue
+        for f in files:
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
 class ChunkStore:
     """Finished chunks of one stage under `root`, valid for one config fingerprint.
 

@@ -7,8 +7,9 @@ Layout under --out:
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
     eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, config.yaml}
     config.yaml (the resolved run config), timings.json (wall time of each stage)
-A stage whose output is complete (a `done.json` beside it, for the same config) is reused, so an
-interrupted run started again continues at the first unfinished stage.
+A stage whose output is complete (a `done.json` beside it, for the same config and the same
+content of the artifacts it reads) is reused, so an interrupted run started again continues at
+the first unfinished stage, and a change anywhere re-runs exactly the stages downstream of it.
 """
 from __future__ import annotations
 
@@ -85,34 +86,66 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def stage_done(stage_dir: Path, cfg: Any) -> bool:
+def stage_key(cfg: Any, inputs: list) -> dict[str, str]:
+    """What a finished stage is valid for: its own config and the content of its inputs."""
+    from rise.resume import content_fingerprint
+
+    return {"config": config_hash(cfg), "inputs": content_fingerprint(inputs)}
+
+
+def stage_done(stage_dir: Path, key: dict[str, str]) -> bool:
     marker = stage_dir / "done.json"
     if not marker.is_file():
         return False
     try:
-        return json.loads(marker.read_text())["config"] == config_hash(cfg)
-    except (ValueError, KeyError):
+        prev = json.loads(marker.read_text())
+    except ValueError:
         return False
+    return all(prev.get(k) == v for k, v in key.items())
 
 
-def mark_done(stage_dir: Path, cfg: Any, wall_s: float) -> None:
+def mark_done(stage_dir: Path, key: dict[str, str], wall_s: float) -> None:
     from rise.records import write_json
 
-    write_json(stage_dir / "done.json", {"config": config_hash(cfg), "wall_s": wall_s})
+    write_json(stage_dir / "done.json", {**key, "wall_s": wall_s})
 
 
-def _stage(name: str, stage_dir: Path, cfg: Any, fn, timings: dict[str, float]) -> None:
-    """Run `fn()` unless the stage is already complete for this config; record its wall time."""
-    if stage_done(stage_dir, cfg):
+def clear_stale_progress(stage_dir: Path, key: dict[str, str]) -> None:
+    """A killed stage leaves resumable progress (finished chunks, a training state). It may be
+    resumed only by a run with the same key: chunk stores and training states fingerprint their
+    own config, not the upstream model they were started from. `pending.json` names the key the
+    progress belongs to; progress of another key is removed."""
+    import shutil
+
+    from rise.records import write_json
+
+    pending = stage_dir / "pending.json"
+    try:
+        same = json.loads(pending.read_text()) == key
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        for name in ("chunks", "train_state"):
+            shutil.rmtree(stage_dir / name, ignore_errors=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json(pending, key)
+
+
+def _stage(name: str, stage_dir: Path, cfg: Any, fn, timings: dict[str, float], inputs: list) -> None:
+    """Run `fn()` unless the stage is already complete for this config and these inputs (paths of
+    the upstream artifacts it reads, or model names); record its wall time."""
+    key = stage_key(cfg, inputs)
+    if stage_done(stage_dir, key):
         prev = json.loads((stage_dir / "done.json").read_text())
         timings[name] = prev.get("wall_s", 0.0)
         print(f"[rise] {name}: reusing {stage_dir}")
         return
     print(f"[rise] {name} -> {stage_dir}")
+    clear_stale_progress(stage_dir, key)
     t0 = time.perf_counter()
     fn()
     wall = time.perf_counter() - t0
-    mark_done(stage_dir, cfg, wall)
+    mark_done(stage_dir, key, wall)
     timings[name] = wall
 
 
@@ -160,6 +193,13 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
         col.engine.chat_template = col.engine.chat_template or cfg.chat_template
         tr.chat_template = cfg.chat_template
     return col, tr
+
+
+def data_inputs(cfg: RunConfig, which: str) -> list[str]:
+    """A user's own data file for the train or test problems (the task's built-in data is covered
+    by the config), so that an edited file re-runs the stages that read it."""
+    path = cfg.train_data if which == "train" else cfg.test_data
+    return [path] if path else []
 
 
 def task_options(cfg: RunConfig) -> dict[str, Any]:
@@ -220,12 +260,14 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     policy = base
     if cfg.nll_probe and cfg.iterations:
         pr, pdir = probe_config(cfg, base), out / "probe"
-        _stage("probe", pdir, pr, lambda: build_probe_stage(pr, pdir, progress), timings)
+        _stage("probe", pdir, pr, lambda: build_probe_stage(pr, pdir, progress), timings, [base])
     for it in range(1, cfg.iterations + 1):
         col, tr = stage_configs(cfg, policy, it, out)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
-        _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings)
-        _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings)
+        _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings,
+               [policy, *data_inputs(cfg, "train")])
+        _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings,
+               [policy, *tr.rollouts, *tr.eval_files.values()])
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
         if it == 1 and cfg.classic:
@@ -233,7 +275,8 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             cl = copy.deepcopy(tr)
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
-            _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings)
+            _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings,
+                   [base, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
 
     ev = copy.deepcopy(cfg.eval)
@@ -243,7 +286,8 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
         ev.engine.chat_template = ev.engine.chat_template or cfg.chat_template
     ev.data_path = cfg.test_data or ev.data_path
     edir = out / "eval"
-    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings)
+    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings,
+           [*ev.models.values(), *data_inputs(cfg, "test")])
     if cfg.nll_probe and cfg.iterations:
         write_probe_curves(out, train_dirs)
     timings["total"] = sum(v for k, v in timings.items())
