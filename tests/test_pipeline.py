@@ -29,6 +29,7 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
         for key in ("m1@t1", "m2@t1", "p2@t1", "m1@t3", "p1@t3"):
             assert 0.0 <= metrics[key] <= 1.0
         assert len(metrics["turn_acc"]) == 3
+        assert metrics["meta"]["episode"] == {"preset": "default", "feedback": "incorrect", "history": 1}
     classic = [json.loads(x) for x in (out / "classic/train/examples.jsonl").read_text().splitlines()]
     assert all(len(e["messages"]) == 2 and e["weight"] == 1.0 for e in classic)  # single-turn SFT
     sr = [json.loads(x) for x in (out / "eval/episodes.jsonl").read_text().splitlines() if '"base+self-refine"' in x]

@@ -36,8 +36,14 @@ class EvalConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 1234
     chunk_size: int = 256             # problems per resumable chunk
+    # oracle feedback tells the model whether each turn was right: its m1@tT is then no longer a
+    # no-oracle figure, so it has to be asked for explicitly
+    allow_oracle_feedback: bool = False
 
     def __post_init__(self):
+        if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:
+            raise InputError("eval.episode.feedback=oracle leaks the verdict into every later turn; "
+                             "set eval.allow_oracle_feedback=true to evaluate that way")
         if self.turns < 1 or self.parallel < 1:
             raise InputError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
         if self.chunk_size < 1:
@@ -127,7 +133,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
                     store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
                 eps.extend(store.load(row, i))
             all_eps.extend(eps)
-            results[row] = episode_metrics(eps)
+            results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
             timings[row] = time.perf_counter() - t0
         del backend
     write_jsonl(out / "episodes.jsonl", all_eps)

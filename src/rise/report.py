@@ -94,7 +94,7 @@ All values are percentages of evaluated problems (n). A response is correct iff 
   parallel baseline). **pK@t1**: any of the K samples is correct.
 - **m1@tT**: one chain of T turns, no oracle: the majority answer over its T turns is correct.
 - **p1@tT**: the same chain with oracle early stop: any of its T turns is correct.
-- **turn t**: accuracy at turn t of the chain, which always runs to T with the "incorrect" feedback
+- **turn t**: accuracy at turn t of the chain, which always runs to T with the {feedback}
   after every turn (no early stop). **t2 after wrong t1**: accuracy at turn 2 among problems whose
   turn 1 was wrong, the direct measure of self-correction.
 - **W→R / R→W**: share of consecutive-turn transitions that flip wrong to right / right to wrong.
@@ -128,12 +128,39 @@ def _transcript_md(item: Any, max_chars: int = 1500) -> str:
     return "\n".join(parts)
 
 
+FEEDBACK_WORDS = {
+    "incorrect": '"incorrect" feedback (whatever the truth, so no oracle leaks into the prompt)',
+    "none": "question asked again with no verdict",
+    "oracle": "ORACLE feedback (the true verdict: m1@tT and the turn accuracies are not no-oracle figures)",
+}
+
+
+def episode_format(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The episode format the results were measured with (meta.episode, the same for every row)."""
+    for metrics in results.values():
+        ep = (metrics.get("meta") or {}).get("episode")
+        if ep:
+            return dict(ep)
+    return {}
+
+
+def describe_episode(ep: Mapping[str, Any]) -> str:
+    """One line stating the prompt preset, the feedback after each turn and the context window."""
+    if not ep:
+        return "Episode format: not recorded."
+    history = "all earlier attempts" if ep.get("history") is None else f"the last {ep['history']} attempt(s)"
+    return (f"Episode format: prompt preset `{ep.get('preset')}`, feedback `{ep.get('feedback')}` after "
+            f"every turn, context holds the question and {history}.")
+
+
 def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE evaluation",
                     notes: str | Sequence[str] | None = None,
                     transcripts: Sequence[Any] | None = None) -> str:
     """The whole report.md: title, table, plot link, legend with the tie rule, notes, transcripts."""
-    out = [f"# {title}\n", markdown_table(results),
-           "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n", LEGEND,
+    episode = episode_format(results)
+    out = [f"# {title}\n", f"{describe_episode(episode)}\n", markdown_table(results),
+           "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n",
+           LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
            f"Tie rule: {TIE_RULE}\n"]
     if notes:
         out.append("## Notes\n")

@@ -77,6 +77,31 @@ class RunConfig:
             raise InputError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
         if self.nll_probe < 0:
             raise InputError(f"nll_probe must be >= 0, got {self.nll_probe}")
+        check_derived_keys(self)
+
+
+# Keys of the stage sections that `rise run` sets itself: a value given for one would be
+# overwritten, so it is refused, naming the run-level key to set instead.
+DERIVED_KEYS = {
+    "collect.policy": "base (iteration 1) or the previous iteration's checkpoint",
+    "collect.task": "task", "collect.task_options": "task_options", "collect.seed": "seed",
+    "train.seed": "seed",
+    "eval.models": "base (plus the trained models rise run adds)", "eval.task": "task",
+    "eval.task_options": "task_options", "eval.self_refine": "self_refine",
+    "pretrain.task": "task", "pretrain.task_options": "task_options",
+}
+
+
+def check_derived_keys(cfg: "RunConfig") -> None:
+    """Refuse a derived key whose value is not the section's untouched default (so a run's own
+    saved config.yaml, which holds those defaults, loads again)."""
+    from rise.config import ConfigError
+
+    fresh = {"collect": CollectConfig(), "train": TrainConfig(), "eval": EvalConfig(), "pretrain": PretrainConfig()}
+    for dotted, instead in DERIVED_KEYS.items():
+        section, key = dotted.split(".")
+        if getattr(getattr(cfg, section), key) != getattr(fresh[section], key):
+            raise ConfigError(f"{dotted} is set by rise run; set {instead} instead")
 
 
 def config_hash(cfg: Any) -> str:
@@ -279,12 +304,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
                    [base, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
 
-    ev = copy.deepcopy(cfg.eval)
-    ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
-    ev.self_refine = ["base"] if cfg.self_refine else []
-    if cfg.chat_template:  # fine-tuned checkpoints save the template; the base may need it
-        ev.engine.chat_template = ev.engine.chat_template or cfg.chat_template
-    ev.data_path = cfg.test_data or ev.data_path
+    ev = eval_config(cfg, models)
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings,
            [*ev.models.values(), *data_inputs(cfg, "test")])
@@ -295,6 +315,23 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     report = json.loads((edir / "report.json").read_text())
     print_summary(report, timings, edir)
     return report
+
+
+def eval_config(cfg: RunConfig, models: dict[str, str]) -> EvalConfig:
+    """The evaluation of a run: its models on the test problems, shown in the same episode format
+    as the rollouts they were trained on (collect.episode) unless eval.episode is set."""
+    from rise.episodes import EpisodeConfig
+
+    ev = copy.deepcopy(cfg.eval)
+    ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
+    if ev.episode == EpisodeConfig():
+        ev.episode = copy.deepcopy(cfg.collect.episode)
+    EvalConfig.__post_init__(ev)  # the oracle opt-in applies to the format inherited from collect too
+    ev.self_refine = ["base"] if cfg.self_refine else []
+    if cfg.chat_template:  # fine-tuned checkpoints save the template; the base may need it
+        ev.engine.chat_template = ev.engine.chat_template or cfg.chat_template
+    ev.data_path = cfg.test_data or ev.data_path
+    return ev
 
 
 def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:

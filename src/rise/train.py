@@ -475,6 +475,20 @@ class TrainStageConfig:
     chat_template: str | None = None
     eval_files: dict[str, str] = field(default_factory=dict)  # name -> examples JSONL scored over training (rise.probe)
 
+    def __post_init__(self):
+        # checked when the config is built, so that the preflight of `rise run` refuses a bad
+        # value before any collection runs (not when this stage is reached)
+        import re
+
+        from rise.modeling import _DTYPES
+
+        if str(self.dtype).lower() not in (*_DTYPES, "auto"):
+            raise InputError(f"dtype must be auto or one of {', '.join(sorted(_DTYPES))}, got {self.dtype!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise InputError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise InputError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+
 
 def resolve_mixed_precision(setting: str) -> str | None:
     """`auto` -> bf16 on a CUDA GPU with bf16, else no; None when `accelerate launch` decides."""
