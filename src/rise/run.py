@@ -257,6 +257,9 @@ def preflight(cfg: RunConfig) -> None:
             task.load(cfg.probe_split, limit=cfg.nll_probe)
     if cfg.base != "embedded":
         check_model_source(cfg.base)
+    elif cfg.task != "arith":
+        raise InputError(f"task {cfg.task!r}: the embedded base is a 1.15M-parameter model that knows only the "
+                         f"synthetic arith task; give --base a hub id or a local model directory")
 
 
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -353,7 +356,7 @@ def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
 def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
     first = next(iter(report.values()))
     k, t = first.get("K", 5), first.get("T", 5)
-    keys = ["m1@t1", f"m{k}@t1", f"p{k}@t1", f"m1@t{t}", f"p1@t{t}"]
+    keys = list(dict.fromkeys(["m1@t1", f"m{k}@t1", f"p{k}@t1", f"m1@t{t}", f"p1@t{t}"]))  # K = T = 1: one column
     print(f"\n{'model':<14}" + "".join(f"{key:>8}" for key in keys) + "   accuracy at turn 1..T")
     for name, m in report.items():
         row = "".join(f"{100 * m[key]:>8.1f}" if m.get(key) is not None else f"{'-':>8}" for key in keys)

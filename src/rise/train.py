@@ -503,6 +503,20 @@ def resolve_mixed_precision(setting: str) -> str | None:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
+def on_cpu(device: str) -> bool:
+    """Whether training runs on the CPU. Under a launcher (torchrun, `accelerate launch`: WORLD_SIZE
+    > 1) on a machine without a GPU, "auto" means the CPU too: accelerate then joins the processes
+    with gloo, where without `cpu=True` each process would train its own copy into one folder."""
+    import os
+
+    import torch
+
+    if device == "cpu":
+        return True
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return device == "auto" and launched and not torch.cuda.is_available()
+
+
 def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str, Any]:
     """Convert rollouts to weighted examples and fine-tune; the checkpoint lands in out_dir/checkpoint.
 
@@ -525,7 +539,7 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     if not cfg.rollouts:
         raise InputError("train.rollouts: no rollout file given")
     mp = resolve_mixed_precision(cfg.mixed_precision)
-    acc = Accelerator(cpu=cfg.device == "cpu", **({"mixed_precision": mp} if mp else {}))
+    acc = Accelerator(cpu=on_cpu(cfg.device), **({"mixed_precision": mp} if mp else {}))
     main = acc.is_main_process
     out = Path(out_dir)
     remove_stale_temps(out)

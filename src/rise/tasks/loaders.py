@@ -202,6 +202,9 @@ def load_problems(*, task: str, split: str, path: str | Path | None, hub: HubSou
         rows = iter_hub_rows(hub, split)
     else:
         raise TaskError(f"{task}: no default dataset; pass path= a JSONL/parquet file")
-    return problems_from_rows(rows, task=task, split=split, columns=columns, limit=limit,
-                              gold_from_solution=gold_from_solution,
-                              gold_from_answer=gold_from_answer)
+    problems = problems_from_rows(rows, task=task, split=split, columns=columns, limit=limit,
+                                  gold_from_solution=gold_from_solution,
+                                  gold_from_answer=gold_from_answer)
+    if not problems and limit != 0:  # an empty file would otherwise fail late, after chunks were written
+        raise TaskError(f"{path if path is not None else hub.dataset}: no problems in split {split!r}")
+    return problems
