@@ -36,8 +36,7 @@ def kill_when(model, out, marker: str, timeout=120.0):
         while time.time() - t0 < timeout:
             if list(Path(out).glob(marker)):
                 proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
+                return proc.wait() == -signal.SIGKILL  # False: it had exited on its own first
             if proc.poll() is not None:
                 return False  # finished before the marker: nothing was interrupted
             time.sleep(0.01)
@@ -76,7 +75,10 @@ def test_same_seed_is_byte_identical(tiny_model, reference, tmp_path):
 def test_sigkill_then_restart_equals_uninterrupted(tiny_model, reference, tmp_path, marker):
     out = tmp_path / "killed"
     killed = kill_when(tiny_model, out, marker)
+    # the test means something only if the run really died there, before its report
+    assert killed, f"the run was not killed at {marker}"
+    assert not (out / "eval" / "report.json").exists() and not (out / "timings.json").exists()
     run_to_end(tiny_model, out)
     for f in ARTIFACTS:
-        assert (out / f).read_bytes() == (reference / f).read_bytes(), f"{f} differs after a kill at {marker} (killed={killed})"
+        assert (out / f).read_bytes() == (reference / f).read_bytes(), f"{f} differs after a kill at {marker}"
     assert not list(out.rglob("*.tmp")), "a temporary file was left behind"

@@ -153,3 +153,23 @@ def test_eval_every_does_not_change_training(tiny):
         cfg = TrainConfig(lr=3e-3, max_steps=6, batch_size=2, warmup_ratio=0, eval_every=every)
         runs.append(fit(model, tok, examples() * 2, cfg, progress=False, eval_sets=sets)["loss"])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("budget", [64, 10_000])
+def test_fit_logs_at_step_0_the_objective_computed_without_fit(budget):
+    """Issue 10.9: the loss `fit` reports for its first step is the paper's weighted objective,
+    (1/N) sum_i exp(r_i/tau)-weight_i * mean-token-NLL_i, computed here from a plain forward pass
+    of the untouched model, whatever the micro-batching."""
+    import copy
+
+    from rise.embedded import build_model, build_tokenizer
+
+    torch.set_num_threads(1)
+    tok = build_tokenizer(TEXTS * 5, vocab_size=300)
+    model = build_model(tok, size="tiny", seed=1)
+    exs = examples()
+    with torch.no_grad():
+        expected = float(_reference_loss(model.eval(), tok, exs))
+    cfg = TrainConfig(batch_size=len(exs), max_steps=1, micro_batch_tokens=budget, lr=1e-3)
+    stats = fit(copy.deepcopy(model), tok, exs, cfg, progress=False)
+    assert stats["loss"][0] == pytest.approx(expected, rel=1e-5)

@@ -178,6 +178,26 @@ def collate(batch: list[Encoded], pad_id: int):
 
 # ------------------------------------------------------------------ loss
 
+def finish_logits(config, logits):
+    """What a causal LM's own forward does to the LM head's output before the loss, which the fast
+    path (LM head at the trained positions only) must do too: Cohere multiplies by `logit_scale`,
+    Granite divides by `logits_scaling`, Gemma 2/3 soft-cap with cap * tanh(logits / cap).
+    logits: [P, V] -> [P, V]."""
+    import torch
+
+    text = getattr(config, "text_config", None) or config  # multimodal configs nest the LM's
+    scale = getattr(text, "logit_scale", None)
+    if isinstance(scale, (int, float)) and text.model_type.startswith("cohere"):
+        logits = logits * scale
+    scaling = getattr(text, "logits_scaling", None)
+    if isinstance(scaling, (int, float)) and scaling != 1:
+        logits = logits / scaling
+    cap = getattr(text, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 def per_example_nll(model, input_ids, attention_mask, target_mask, full_logits: bool = False):
     """Mean token NLL of each example's trained tokens: [B].
 
@@ -194,7 +214,7 @@ def per_example_nll(model, input_ids, attention_mask, target_mask, full_logits: 
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][target_mask]
     else:
         hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[:, :-1][target_mask])   # [P, V]
+        logits = finish_logits(model.config, model.get_output_embeddings()(hidden[:, :-1][target_mask]))  # [P, V]
     nll = F.cross_entropy(logits.float(), targets, reduction="none")          # [P]
     b = input_ids.shape[0]
     sums = torch.zeros(b, device=nll.device).index_add_(0, rows, nll)
