@@ -54,13 +54,24 @@ EXTRACTION = [
     ("\\boxed{3} then \\boxed{4}", "4"),
     ("#### 3\n#### 4", "4"),
     ("The answer is 3. No wait, the answer is 4.", "4"),
-    ("#### 5\nThe answer is 6", "5"),
+    ("#### 5\nThe answer is 6", "6"),               # the later final statement wins
     ("The answer is 6\n\\boxed{7}", "7"),
     ("#### 5 and \\boxed{9}", "9"),
-    ("\\boxed{abc}\n#### 5", None),          # the box decides alone: unparseable
+    ("\\boxed{abc}\n#### 5", "5"),           # the last marker decides
+    ("#### 5\n\\boxed{abc}", None),           # ... even when it holds no number
     ("\\boxed{}", None),
     ("\\boxed{18", None),                     # unclosed box: never finished
-    ("\\boxed{\\frac{1}{3}}", None),          # not a finite decimal
+    ("\\boxed{\\frac{1}{3}}", "1/3"),         # exact, not a finite decimal: a value all the same
+    ("\\boxed{\\frac{10}{3}}", "10/3"),
+    # final statements, fractions, mixed numbers, times, scientific notation
+    ("The answer is 9 * 2 = 18.", "18"),
+    ("#### 16\nSo the answer is 18.", "18"),
+    ("#### 1/2", "0.5"), ("\\boxed{1/2}", "0.5"), ("#### 2 1/2", "2.5"),
+    ("\\boxed{2\\frac{1}{2}}", "2.5"), ("\\boxed{-2 1/2}", "-2.5"),
+    ("\\boxed{3:00}", "3"), ("The answer is 7:30 pm.", "7.5"),
+    ("#### 5e3", "5000"), ("\\boxed{5 \\times 10^3}", "5000"), ("#### 2.5e-1", "0.25"),
+    ("The answer is 5 dollars, so 40 hours make 200.", "5"),
+    ("The final answer is $\\boxed{18}$.", "18"),
     # no final answer at all: no "last number" fallback
     ("", None),
     ("18 apples", None),

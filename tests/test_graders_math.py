@@ -31,16 +31,47 @@ EXTRACTION = [
     ("\\boxed{}", None),
     ("\\boxed{3", None),                                    # unclosed: the answer never finished
     ("\\boxed{1} then \\boxed{2", None),
-    ("The answer is 5.", None),                             # MATH needs a box
+    ("The answer is 5.", None),                             # no box (other steps: below)
     ("", None),
     ("\\boxedtext{5}", None),
 ]
 
 
 @pytest.mark.parametrize("text,expected", EXTRACTION)
-def test_extraction(math_task, text, expected):
-    assert math_task.extract_answer(text) == expected
+def test_last_boxed(text, expected):
     assert last_boxed(text) == expected
+
+
+# (response, answer, step): the MATH extraction order of rise.tasks.statements
+EXTRACTION_STEPS = [
+    ("so $\\boxed{\\frac{\\sqrt{3}}{2}}$.", "\\frac{\\sqrt{3}}{2}", "boxed"),
+    ("first \\boxed{1}, finally \\boxed{2}", "2", "boxed"),
+    ("\\boxed{1} and \\fbox{3}", "1, 3", "boxed"),                 # chained boxes: one answer
+    ("$\\boxed{1}$, $\\boxed{2}$, and $\\boxed{3}$", "1, 2, 3", "boxed"),
+    ("$x = \\boxed{3}$, so $y = 2x = \\boxed{6}$.", "6", "boxed"),
+    ("\\boxed{3", None, "boxed"),                                  # unclosed: never finished
+    ("\\boxed{}", None, "boxed"),
+    ("We get \\boxed{4} first.\nFinal Answer: The final answer is $5$. I hope it is correct.",
+     "5", "final_answer"),                                        # a later final line wins
+    ("The final answer is $\\boxed{7}$.", "7", "boxed"),
+    ("Answer $ 9 $", "9", "final_answer"),
+    ("**Answer:** $x = 12$", "x = 12", "final_answer"),
+    ("The answer is 5.", "5", "final_answer"),
+    ("the answer is $1$ and $2$.", "1, 2", "final_answer"),
+    ("\\boxed{5}. I hope the answer is correct.", "5", "boxed"),
+    ("Thus the largest $n$ is 34.", "34", "last_number"),
+    ("So $x = 5$.", "x = 5", "last_math"),
+    ("so $a = 2 + 3 = 5$", "5", "last_math"),                     # a chain states its value last
+    ("\\boxedtext{5}", "5", "last_number"),
+    ("", None, None),
+    ("no answer here", None, None),
+]
+
+
+@pytest.mark.parametrize("text,answer,step", EXTRACTION_STEPS)
+def test_extraction_order(math_task, text, answer, step):
+    found = math_task.extract(text)
+    assert (found.answer, found.step) == (answer, step)
 
 
 NORMALIZE = [
@@ -92,7 +123,7 @@ def test_nested_braces_do_not_make_different_answers_equal(math_task):
 
 @pytest.mark.parametrize("response,reward", [
     ("\\boxed{\\frac{1}{2}}", 1.0), ("\\boxed{0.5}", 1.0), ("\\boxed{2}", 0.0),
-    ("no box at all: 1/2", 0.0), ("", 0.0),
+    ("no box at all: 1/2", 1.0), ("no box at all: 2", 0.0), ("", 0.0),
 ])
 def test_rewards_are_one_or_zero(math_task, response, reward):
     assert math_task.unparseable_reward == 0.0

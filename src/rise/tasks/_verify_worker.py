@@ -8,7 +8,14 @@ fresh one. This file imports only the standard library and math-verify (no `rise
 the same whatever the caller's sys.path.
 
 Protocol: first line out is {"ready": true} or {"fatal": "why"}; then, per request
-{"id": n, "gold": str, "pred": str}, one line {"id": n, "equal": bool} or {"id": n, "error": str}.
+{"id": n, "gold": str, "pred": str}, one line {"id": n, "equal": bool, "gold": status} or
+{"id": n, "error": str}. The status says whether the gold's parse can be trusted: "ok",
+"unparsed" (LaTeX that math-verify cannot read) or "suspect" (the parse disagrees with the string:
+it lost a `\\pi` or `\\infty`, or holds a symbol whose name is not in the string). Only "ok"
+golds are compared, so a gold that parses wrong never makes a wrong answer correct.
+
+Answers are parsed as LaTeX only: with math-verify's default expression fallback a gold it cannot
+read as LaTeX, such as `\\frac \\pi4 + 2 - \\sqrt2`, was read as the first plain number in it (2).
 """
 import functools
 import io
@@ -27,6 +34,28 @@ def _limit_memory(megabytes: int) -> None:
         pass
 
 
+def disagrees(answer: str, value, sympy) -> bool:
+    """Whether a parse visibly lost part of its string: a `\\pi` or `\\infty` that is not in the
+    value, or a symbol in the value whose name the string does not hold."""
+    has = getattr(value, "has", None)
+    if has is None:
+        return False
+    try:
+        if "\\pi" in answer and not has(sympy.pi):
+            return True
+        if "\\infty" in answer and not (has(sympy.oo) or has(-sympy.oo)):
+            return True
+        text = answer.lower()
+        for sym in getattr(value, "free_symbols", ()):
+            name = str(sym).lower().lstrip("\\")
+            head = "".join(c for c in name[:1] if c.isalpha())
+            if head and head not in text:
+                return True
+    except Exception:  # noqa: BLE001 - an odd value: trust it as math-verify does
+        return False
+    return False
+
+
 def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)                      # stray prints from libraries cannot corrupt the protocol
@@ -42,15 +71,25 @@ def main(argv: list[str]) -> int:
     try:
         import logging
         logging.disable(logging.CRITICAL)   # math-verify warns on every disabled inner timeout
-        from math_verify import parse, verify
+        from math_verify import LatexExtractionConfig, parse, verify
+        import sympy
     except BaseException as e:  # noqa: BLE001 - report any import failure to the parent
         send({"fatal": f"cannot import math_verify: {type(e).__name__}: {e}"})
         return 1
 
+    latex_only = [LatexExtractionConfig(boxed_match_priority=0)]
+
     @functools.lru_cache(maxsize=4096)
     def parsed(answer: str) -> tuple:
+        """The sympy values of `answer` (strings, math-verify's unparsed fallbacks, dropped)."""
         # Inner timeouts off: they rely on SIGALRM; the parent enforces the time limit.
-        return tuple(parse("\\boxed{" + answer + "}", parsing_timeout=None))
+        values = parse("\\boxed{" + answer + "}", latex_only, parsing_timeout=None)
+        return tuple(v for v in values if not isinstance(v, str))
+
+    def status(answer: str, values: tuple) -> str:
+        if not values:
+            return "unparsed"
+        return "suspect" if disagrees(answer, values[0], sympy) else "ok"
 
     send({"ready": True})
     for line in io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"):
@@ -60,9 +99,12 @@ def main(argv: list[str]) -> int:
         except (ValueError, KeyError, TypeError):
             continue
         try:
-            g, p = parsed(gold), parsed(pred)
-            equal = bool(g and p and verify(list(g), list(p), timeout_seconds=None))
-            send({"id": rid, "equal": equal})
+            g = parsed(gold)
+            gold_status = status(gold, g)
+            p = parsed(pred) if gold_status == "ok" else ()
+            equal = bool(p and status(pred, p) == "ok"
+                         and verify(list(g), list(p), timeout_seconds=None))
+            send({"id": rid, "equal": equal, "gold": gold_status})
         except Exception as e:  # noqa: BLE001 - MemoryError, RecursionError, sympy errors
             send({"id": rid, "error": type(e).__name__})
     return 0

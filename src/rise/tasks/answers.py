@@ -1,19 +1,31 @@
 """Answer extraction shared by the graders. Standard library only, and nothing is ever evaluated.
 
-Every function here is linear in the length of its input (no backtracking-prone regexes), so a
-hostile multi-megabyte response costs milliseconds, not minutes.
+Every function here is linear in the length of its input (bounded regexes, no backtracking-prone
+patterns), so a hostile multi-megabyte response costs milliseconds, not minutes.
 
-Final-answer rule for GSM8K-style tasks (`final_number`), first rule that applies wins:
-  1. the last `\\boxed{...}` / `\\fbox{...}` (balanced braces): the last number inside it;
-  2. else the last `#### N` line: the number right after `####`;
-  3. else the last "answer is N" / "answer: N" / "answer = N": the number right after it.
-The marker that applies decides alone: a box with no number in it is unparseable, even when a
-`####` line exists. There is no "last number in the text" fallback: a model that writes no final
-answer has not answered (reward -1 on GSM8K).
+An extraction says which step read the answer (`Extraction.step`), so that an episode record can
+show why an answer was read. The steps (set per task, see `gsm8k_answer` and
+`rise.tasks.statements.math_answer`):
+
+  "boxed"         the last `\\boxed{...}` / `\\fbox{...}` (balanced braces), together with the boxes
+                  chained right before it by "," / "and" (`\\boxed{1}, \\boxed{2}` is the set 1, 2);
+  "hash"          the last `#### N` line (GSM8K's own format);
+  "final_answer"  a final-answer statement: "The final answer is $5$", "Final Answer: 5",
+                  "the answer is 9 * 2 = 18.", "Answer $ 9 $" (its value: the math right after the
+                  marker, else the clause up to the end of the sentence, after its last "=");
+  "last_math"     the last `$...$` / `\\(...\\)` / `\\[...\\]` (MATH only);
+  "last_number"   the last number in the text (MATH only).
+
+GSM8K (`gsm8k_answer`): of "boxed", "hash" and "final_answer", the one that comes LAST in the
+text wins ("#### 16 ... The answer is 18." reads 18; a final-answer line beats earlier boxes).
+There is no "last number in the text" fallback: a model that writes no final answer has not
+answered (reward -1 on GSM8K, as in the paper). Values are exact rationals: `1/2`, `\\frac{1}{2}`,
+`2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`, `$18`, `50%`.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 
 # A number token: digits with optional comma groups and decimals, or a bare ".5". The sign is only
@@ -23,11 +35,28 @@ _NUM = _SIGN + r"(?:\d+(?:,\d+)*(?:\.\d+)?|\.\d+)"
 NUMBER_RE = re.compile(r"(?<![\w.])" + _NUM)
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_HASH_RE = re.compile(r"####[ \t*$\\]*(" + _NUM + ")")
-_ANSWER_IS_RE = re.compile(
-    r"answer(?:\s+is|\s+was|\s*[:=])\s*[:=]?[\s*$\\(\[]*(" + _NUM + ")", re.IGNORECASE)
-_FRAC_RE = re.compile(r"^(?:\\[dt]?frac\{(-?\d+)\}\{(\d+)\}|(-?\d+)/(\d+))$")
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
+_HASH_RE = re.compile(r"####")
+# A final-answer marker: "final answer is", "the answer is", "answer:", "Answer $9$" ...
+ANSWER_MARKER_RE = re.compile(
+    r"\banswer\b(?:\s+(?:is|was|would be|will be|should be)\b|\s*(?:[:=]|\*\*\s*:|:\s*\*\*)"
+    r"|(?=\s*(?:\$|\\\(|\\\[|\\boxed)))[\s:*=]*", re.IGNORECASE)
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{([^{}]*)\}")
+# Separators that chain several boxes into one answer: "\boxed{1}, \boxed{2} and \boxed{3}".
+_CHAIN_SEP_RE = re.compile(
+    r"\s*\$?\s*(?:,|;|\band\b|\\text\{\s*(?:and|,)\s*\}|\\quad|\\qquad|\\,|&)?\s*"
+    r"(?:\band\b)?\s*\$?\s*")
+MAX_CHAIN = 12
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """An extracted answer and the step that read it (None/None when nothing was read)."""
+    answer: str | None
+    step: str | None = None
+    start: int = -1          # where in the text the answer was read (orders the steps)
+
+
+NOTHING = Extraction(None, None)
 
 
 # -- boxes ---------------------------------------------------------------------------------------
@@ -52,6 +81,23 @@ def balanced_group(text: str, open_pos: int) -> tuple[str, int] | None:
     return None
 
 
+def _box_at(text: str, m: re.Match) -> tuple[str | None, int]:
+    """(content, end) of the box whose command `m` matched; content None if it never closes."""
+    i, n = m.end(), len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    if i < n and text[i] == "{":
+        group = balanced_group(text, i)
+        if group is None:
+            return None, n
+        return group[0].strip() or None, group[1]
+    # "\boxed 5$": one bare token, as in the MATH reference code
+    bare = re.match(r"[^\s$]+", text[i:i + 200])
+    if not bare:
+        return None, i
+    return bare.group(0).rstrip(".,") or None, i + bare.end()
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{...}`, `\\fbox{...}` or `\\boxed X` in `text`, stripped.
 
@@ -61,24 +107,48 @@ def last_boxed(text: str) -> str | None:
     is None too."""
     if not isinstance(text, str):
         return None
-    last = None
-    for last in _BOX_RE.finditer(text):
-        pass
-    if last is None:
-        return None
-    i, n = last.end(), len(text)
-    while i < n and text[i] in " \t\r\n":
-        i += 1
-    if i < n and text[i] == "{":
-        group = balanced_group(text, i)
-        content = group[0] if group else None
-    else:  # "\boxed 5$": one bare token, as in the MATH reference code
-        m = re.match(r"[^\s$]+", text[i:i + 200])
-        content = m.group(0).rstrip(".,") if m else None
+    last = _last_match(_BOX_RE, text)
+    return _box_at(text, last)[0] if last else None
+
+
+def boxed_chain(text: str, *, sentence: bool = False) -> Extraction:
+    """The last box and the boxes chained right before it, joined by ", " (step "boxed").
+
+    Boxes chain when only a separator ("," "and" "\\text{ and }" "\\quad", math delimiters) stands
+    between them, so `$\\boxed{1}$ and $\\boxed{-2}$` is the answer "1, -2", or when they end the
+    rows of one `align` (`\\\\` between them, no sentence end). With `sentence=True` (reference
+    solutions) boxes in the same sentence chain too, unless "or" or a plain "=" links them
+    (`\\boxed{\\frac{25}{13}} = \\boxed{1\\frac{12}{13}}` is one answer written twice: the last is
+    kept; `x = \\boxed{3}$, so $y = 2x = \\boxed{6}` reads 6). A box that never closes is no
+    answer (None)."""
+    starts = list(_BOX_RE.finditer(text)) if isinstance(text, str) else []
+    if not starts:
+        return NOTHING
+    content, end = _box_at(text, starts[-1])
     if content is None:
-        return None
-    content = content.strip()
-    return content or None
+        return NOTHING
+    parts, first = [content], starts[-1].start()
+    for m in reversed(starts[-MAX_CHAIN:-1]):
+        prev, prev_end = _box_at(text, m)
+        if prev is None or prev_end > first or not _chains(text[prev_end:first], sentence):
+            break
+        if prev not in parts:                     # the same answer boxed twice is one answer
+            parts.insert(0, prev)
+        first = m.start()
+    return Extraction(", ".join(parts), "boxed", first)
+
+
+_SENTENCE_END_RE = re.compile(r"[.!?](?:\s|\$|$)|\n\s*\n|\bOR\b|\bor\b")
+
+
+def _chains(between: str, sentence: bool) -> bool:
+    if _CHAIN_SEP_RE.fullmatch(between):
+        return True
+    if len(between) > 400 or _SENTENCE_END_RE.search(between):
+        return False
+    if "\\\\" in between:                          # rows of an align: one answer per row
+        return True
+    return sentence and "=" not in between
 
 
 # -- numbers -------------------------------------------------------------------------------------
@@ -110,53 +180,114 @@ def canonical_number(token: str) -> str | None:
     return "-" + out if neg else out
 
 
-def _fraction_number(s: str) -> str | None:
-    """`\\frac{7}{2}` -> "3.5" when the fraction is a finite decimal; else None. No eval."""
-    m = _FRAC_RE.match(s) if len(s) <= 60 else None
-    if not m:
-        return None
-    num, den = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
-    if int(den) == 0:
-        return None
-    f = Fraction(int(num), int(den))
-    den = f.denominator
+def canonical_rational(value: Fraction) -> str:
+    """Canonical string of an exact value: a finite decimal ("0.5", "2.5", "5000") when there is
+    one, else "p/q" ("10/3")."""
+    den = value.denominator
     for p in (2, 5):
         while den % p == 0:
             den //= p
     if den != 1:
-        return None
+        return f"{value.numerator}/{value.denominator}"
     digits = 0
-    while (f * 10 ** digits).denominator != 1:
+    while (value * 10 ** digits).denominator != 1:
         digits += 1
-    scaled = f * 10 ** digits
+    scaled = value * 10 ** digits
     sign = "-" if scaled < 0 else ""
     s_int = str(abs(scaled.numerator)).rjust(digits + 1, "0")
     return canonical_number(sign + s_int[:len(s_int) - digits] + "." + s_int[len(s_int) - digits:])
 
 
 def clean_latex_number_text(s: str) -> str:
-    """Drop the LaTeX that wraps numbers in boxed answers: `\\$`, `\\%`, `\\text{..}`, `\\!`,
-    and turn `1\\,000` / `1{,}000` into `1,000`."""
+    """Drop the LaTeX and markdown that wrap numbers in answers: `\\$`, `\\%`, `\\text{..}`, `\\!`,
+    `**`, and turn `1\\,000` / `1{,}000` into `1,000`, `\\dfrac` into `\\frac`."""
     s = re.sub(r"(?<=\d)(?:\\,|\{,\}|\\!)(?=\d{3}(?!\d))", ",", s)
     s = _TEXT_CMD_RE.sub(r" \1 ", s)
-    for junk in ("\\$", "$", "\\%", "%", "\\!", "\\,", "\\;", "\\:", "\\left", "\\right"):
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
+    for junk in ("\\$", "$", "\\%", "%", "\\!", "\\,", "\\;", "\\:", "\\left", "\\right", "**",
+                 "\\(", "\\)", "\\[", "\\]", "\u20ac", "\u00a3"):
         s = s.replace(junk, " ")
     return s.strip()
 
 
+_INT = r"[-\u2212]?\d+(?:,\d{3})*"
+_DEC = r"[-\u2212]?(?:\d+(?:,\d+)*(?:\.\d+)?|\.\d+)"
+# One numeric value, most specific form first. Bounded digit runs keep Fraction() cheap.
+_VALUE_RE = re.compile(
+    r"(?<![\w.])(?:"
+    r"(?P<mixed>" + _INT + r")\s*(?:\s(?P<mnum>\d{1,9})\s*/\s*(?P<mden>\d{1,9})"
+    r"|\\frac\s*\{\s*(?P<mfnum>\d{1,9})\s*\}\s*\{\s*(?P<mfden>\d{1,9})\s*\})(?![\d/])"
+    r"|(?P<fneg>[-\u2212])?\s*\\frac\s*\{\s*(?P<fnum>" + _DEC + r")\s*\}\s*\{\s*(?P<fden>" + _DEC
+    + r")\s*\}"
+    r"|(?P<hour>\d{1,2}):(?P<minute>[0-5]\d)(?![\d:])"
+    r"|(?P<snum>" + _DEC + r")\s*(?:[eE](?P<sexp>[-+]?\d{1,4})(?![\w.])"
+    r"|(?:\\times|\\cdot|\*|x|\u00d7)\s*10\s*\^\s*\{?\s*(?P<texp>[-+]?\d{1,4})\s*\}?)"
+    r"|(?P<num>" + _DEC + r")(?:\s*/\s*(?P<den>" + _DEC + r"))?"
+    r")")
+
+
+def _dec(token: str) -> Fraction | None:
+    canon = canonical_number(token)
+    if canon is None or len(canon) > 400:
+        return None
+    return Fraction(canon)
+
+
+def value_of(m: re.Match) -> Fraction | None:
+    """The exact value of one `_VALUE_RE` match (None: ambiguous, e.g. "1,8", or a zero divisor)."""
+    g = m.groupdict()
+    if g["mixed"] is not None:
+        whole = _dec(g["mixed"])
+        num, den = (g["mnum"], g["mden"]) if g["mnum"] is not None else (g["mfnum"], g["mfden"])
+        if whole is None or int(den) == 0 or int(num) >= int(den):
+            return None
+        part = Fraction(int(num), int(den))
+        return whole - part if whole < 0 or g["mixed"].startswith(("-", "\u2212")) else whole + part
+    if g["fnum"] is not None:
+        num, den = _dec(g["fnum"]), _dec(g["fden"])
+        if num is None or not den:
+            return None
+        return -num / den if g["fneg"] else num / den
+    if g["hour"] is not None:
+        return int(g["hour"]) + Fraction(int(g["minute"]), 60)
+    if g["snum"] is not None:
+        base = _dec(g["snum"])
+        return None if base is None else base * Fraction(10) ** int(g["sexp"] or g["texp"])
+    num = _dec(g["num"])
+    if num is None or g["den"] is None:
+        return num
+    den = _dec(g["den"])
+    return num / den if den else None
+
+
+def number_of(clause: str) -> str | None:
+    """The canonical number a final statement or a box states: after its last "=" (so `x = 18`,
+    `9 * 2 = 18`, `2 \\times 9 = 18` give 18), the first value (so `18 \\text{ apples}` is 18)."""
+    s = clean_latex_number_text(clause)
+    if "=" in s:
+        s = s.rsplit("=", 1)[1]
+    m = _VALUE_RE.search(s[:400])
+    if m is None:
+        return None
+    value = value_of(m)
+    return canonical_rational(value) if value is not None else None
+
+
 def number_in_box(content: str) -> str | None:
-    """The number a boxed GSM8K answer states: the last number token inside it (so `x = 18`,
-    `18 \\text{ apples}`, `2 \\times 9 = 18` all give 18), or a finite-decimal fraction
-    (`\\frac{7}{2}`, `7/2`). Any other fraction is no number (its last token would mislead)."""
-    s = clean_latex_number_text(content)
-    compact = s.replace(" ", "")
-    frac = _fraction_number(compact)
-    if frac is not None or "\\frac" in compact or _FRAC_RE.match(compact):
-        return frac
-    last = None
-    for last in NUMBER_RE.finditer(s):
-        pass
-    return canonical_number(last.group(0)) if last else None
+    """The number a boxed GSM8K answer states (see `number_of`)."""
+    return number_of(content)
+
+
+# -- GSM8K ---------------------------------------------------------------------------------------
+_CLAUSE_END_RE = re.compile(r"\n|[.!?;](?=\s|$)|,\s(?=[A-Za-z])|\bI hope\b")
+
+
+def clause_after(text: str, pos: int, limit: int = 300) -> str:
+    """The text from `pos` to the end of its sentence (at most `limit` characters)."""
+    chunk = text[pos:pos + limit]
+    m = _CLAUSE_END_RE.search(chunk.lstrip(" \t*:"))
+    lead = len(chunk) - len(chunk.lstrip(" \t*:"))
+    return chunk[:lead + m.start()] if m else chunk
 
 
 def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
@@ -166,28 +297,57 @@ def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
     return last
 
 
+def final_statement(text: str) -> Extraction:
+    """The last final-answer statement: the text after its marker (step "final_answer").
+    The caller reads its value; a marker followed by nothing is no statement."""
+    for m in reversed(list(ANSWER_MARKER_RE.finditer(text))[-8:]):
+        clause = clause_after(text, m.end())
+        if clause.strip():
+            return Extraction(clause.strip(), "final_answer", m.start())
+    return NOTHING
+
+
+def _hash_line(text: str) -> Extraction:
+    m = _last_match(_HASH_RE, text)
+    if m is None:
+        return NOTHING
+    return Extraction(clause_after(text, m.end()), "hash", m.start())
+
+
+def gsm8k_answer(text: str) -> Extraction:
+    """The final numeric answer of a GSM8K-style response, canonical, and its step (module doc)."""
+    if not isinstance(text, str):
+        return NOTHING
+    last_box = _last_match(_BOX_RE, text)
+    box = Extraction(_box_at(text, last_box)[0], "boxed", last_box.start()) if last_box else NOTHING
+    found = [e for e in (box, _hash_line(text), final_statement(text)) if e.answer is not None]
+    if box.step and box.answer is None and not any(e.start > box.start for e in found):
+        return box                                # the last box never closes: never finished
+    if not found:
+        return NOTHING
+    last = max(found, key=lambda e: e.start)
+    if last.step == "final_answer":               # "The answer is $\boxed{18}$": one statement
+        inner = _last_match(_BOX_RE, last.answer)
+        if inner is not None:
+            last = Extraction(_box_at(last.answer, inner)[0] or "", "final_answer", last.start)
+    return Extraction(number_of(last.answer), last.step, last.start)
+
+
 def final_number(text: str) -> str | None:
     """The final numeric answer of a GSM8K-style response, canonical, or None (see module doc)."""
-    if not isinstance(text, str):
-        return None
-    if _BOX_RE.search(text):
-        box = last_boxed(text)
-        return number_in_box(box) if box is not None else None
-    for pattern in (_HASH_RE, _ANSWER_IS_RE):
-        m = _last_match(pattern, text)
-        if m is not None:
-            return canonical_number(m.group(1))
-    return None
+    return gsm8k_answer(text).answer
 
 
 def answer_column_number(value: object) -> str | None:
-    """Gold from an answer column: a plain number ("18", "$1,000", 18), or text in response form."""
+    """Gold from an answer column: a plain number ("18", "$1,000", 18, "1/2"), or a response."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         return str(value)
     s = str(value).strip()
     whole = clean_latex_number_text(s)
-    if NUMBER_RE.fullmatch(whole):
-        return canonical_number(whole)
+    m = _VALUE_RE.fullmatch(whole)
+    if m:
+        v = value_of(m)
+        return canonical_rational(v) if v is not None else None
     return final_number(s)

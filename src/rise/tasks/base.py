@@ -41,6 +41,16 @@ def problem_hash(question: str) -> str:
     return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Grade:
+    """One graded response: the extracted answer (None: no answer), its reward, and the extraction
+    step that read it ("boxed", "hash", "final_answer", "last_math", "last_number"; None when
+    nothing was read), so an episode record shows why an answer was read."""
+    answer: str | None
+    reward: float
+    extracted_by: str | None = None
+
+
 class Task:
     """Base class. Subclasses set `name`, `unparseable_reward` and implement the three hooks."""
 
@@ -51,10 +61,14 @@ class Task:
     def load(self, split: str, path: str | None = None, limit: int | None = None) -> list[Problem]:
         raise NotImplementedError
 
-    def extract_answer(self, text: str) -> str | None:
-        """The final answer in `text`, or None when there is none (GSM8K-style tasks return the
-        canonical number; MATH the boxed LaTeX as written, trimmed)."""
+    def extract(self, text: str):
+        """The final answer in `text` and the step that read it (`rise.tasks.answers.Extraction`).
+        GSM8K-style tasks give the canonical number; MATH the LaTeX as written, trimmed."""
         raise NotImplementedError
+
+    def extract_answer(self, text: str) -> str | None:
+        """The final answer in `text`, or None when there is none."""
+        return self.extract(text).answer
 
     def is_equivalent(self, predicted: str, gold: str) -> bool:
         """Whether two extracted answers are the same answer."""
@@ -70,12 +84,18 @@ class Task:
         return {}
 
     # -- derived -----------------------------------------------------------------------------
+    def judge(self, response: str, problem: Problem) -> Grade:
+        """The full grade of one response: answer, reward and the extraction step."""
+        found = self.extract(response)
+        if found.answer is None:
+            return Grade(None, self.unparseable_reward, found.step)
+        correct = self.is_equivalent(found.answer, problem.answer)
+        return Grade(found.answer, 1.0 if correct else 0.0, found.step)
+
     def grade(self, response: str, problem: Problem) -> tuple[str | None, float]:
         """(extracted answer, reward) of one response."""
-        pred = self.extract_answer(response)
-        if pred is None:
-            return None, self.unparseable_reward
-        return pred, 1.0 if self.is_equivalent(pred, problem.answer) else 0.0
+        g = self.judge(response, problem)
+        return g.answer, g.reward
 
     def reward(self, response: str, problem: Problem) -> float:
         return self.grade(response, problem)[1]

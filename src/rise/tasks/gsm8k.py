@@ -2,7 +2,9 @@
 
 Rewards as in the paper: 1 correct, 0 wrong, -1 when the response states no final answer. Unlike
 the official code, a boxed answer need not be a bare int: `\\boxed{18.0}`, `\\boxed{\\$18}`,
-`\\boxed{1,000}` are numbers. Which marker wins is described in `rise.tasks.answers`.
+`\\boxed{1,000}`, `\\boxed{1/2}`, `2 1/2`, `3:00`, `5e3` are numbers (exact rationals; a
+non-decimal one such as 10/3 is kept as "10/3", a wrong answer, not "no answer"). Which marker
+wins (the last of box, `####` line and final-answer statement) is in `rise.tasks.answers`.
 
 Default data: `openai/gsm8k` (config `main`, splits `train` / `test`) from the Hugging Face Hub,
 columns `question` and `answer` (the worked solution ending in `#### N`).
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .answers import answer_column_number, final_number
+from .answers import answer_column_number, final_number, gsm8k_answer
 from .base import Problem, Task
 from .loaders import Columns, HubSource, load_problems
 
@@ -42,8 +44,8 @@ class GSM8KTask(Task):
         """The gold of a reference solution: read exactly like a response (`#### N` in GSM8K)."""
         return final_number(solution)
 
-    def extract_answer(self, text: str) -> str | None:
-        return final_number(text)
+    def extract(self, text: str):
+        return gsm8k_answer(text)
 
     def normalize(self, answer: Any) -> str:
         """Canonical number ("18.00", "$18", "1,000" -> "18", "18", "1000"); other text trimmed."""

@@ -1,13 +1,19 @@
 """MATH: competition problems whose answer is the LaTeX in the last `\\boxed{}`. Rewards 1 / 0
 (no answer scores 0, as in the paper). Standard library only; math-verify runs in a worker process.
+A response that does not box its answer is read by a final-answer statement, else its last math
+or number (order in `rise.tasks.statements`).
 
 Equivalence, cheapest first:
   1. no answer, or an empty one, is never correct (the official `is_equiv(None, None)` was True);
   2. answers longer than `max_answer_chars` (1000) are wrong without calling sympy;
   3. fast path: equal after `normalize_math` (spaces, \\left/\\right, \\dfrac, units, x=, ...);
-  4. answers too costly for sympy (braces nested deeper than 8, a literal power of more than
+  4. numbers in a base (`3032_5`) only compare as strings (math-verify drops the subscript);
+  5. answers too costly for sympy (braces nested deeper than 8, a literal power of more than
      100,000 digits, the factorial of a 6+ digit number) are wrong without calling it;
-  5. math-verify in the worker process, at most `verify_timeout` seconds; a timeout is wrong.
+  6. math-verify in the worker process (LaTeX shorthand repaired first, `repair_latex`), at most
+     `verify_timeout` seconds; a timeout is wrong. A gold whose parse cannot be trusted (unparsed,
+     or disagreeing with its string) is only ever matched by step 3, never by math-verify:
+     counted as `gold_unparsed` / `gold_suspect`.
 Counters of each outcome are in `task.grader_stats`.
 
 Default data: split `test` -> `HuggingFaceH4/MATH-500` (the standard 500-problem subset; it has
@@ -17,11 +23,13 @@ concatenated. Pass `hub_id`/`hub_config` to choose, or `path=` a local file.
 from __future__ import annotations
 
 import re
+from math import gcd
 from pathlib import Path
 from typing import Any
 
-from .answers import NUMBER_RE, canonical_number, last_boxed
-from .base import Problem, Task
+from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number, last_boxed
+from .statements import math_answer, math_segments, segment_content
+from .base import Grade, Problem, Task
 from .loaders import Columns, HubSource, load_problems
 from . import verifier as _verifier
 
@@ -35,6 +43,73 @@ _VAR_EQ_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{([^{}]*)\}")
 
 
+def _latex_arg(s: str, i: int) -> tuple[str, int] | None:
+    """One argument of a LaTeX command at `s[i:]` (spaces skipped): a `{...}` group, a command
+    such as `\\pi`, or one character. Returns (argument without braces, index after it)."""
+    n = len(s)
+    while i < n and s[i] == " ":
+        i += 1
+    if i >= n or s[i] in "}^_$&":
+        return None
+    if s[i] == "{":
+        group = balanced_group(s, i)
+        return group if group else None
+    if s[i] == "\\":
+        m = re.match(r"\\[A-Za-z]+", s[i:])
+        return (m.group(0), i + m.end()) if m else None
+    return s[i], i + 1
+
+
+def repair_latex(s: str) -> str:
+    """Brace the shorthand arguments that math-verify misreads: `\\frac \\pi4` -> `\\frac{\\pi}{4}`,
+    `\\frac12` -> `\\frac{1}{2}`, `\\sqrt2` -> `\\sqrt{2}`, and write a repeating decimal
+    `0.\\overline{3}` as the fraction it is (`\\frac{1}{3}`). Other text is left as it is."""
+    if "\\" not in s:
+        return s
+    s = _OVERLINE_RE.sub(_overline_fraction, s)
+    out, i = [], 0
+    for m in _SHORTHAND_RE.finditer(s):
+        if m.start() < i:
+            continue
+        args, j = [], m.end()
+        for _ in range(2 if m.group(1) != "sqrt" else 1):
+            if m.group(1) == "sqrt" and s[j:j + 1] in ("[", "{"):
+                break
+            arg = _latex_arg(s, j)
+            if arg is None:
+                break
+            args.append(arg[0])
+            j = arg[1]
+        if len(args) != (1 if m.group(1) == "sqrt" else 2):
+            continue
+        out.append(s[i:m.start()] + "\\" + m.group(1) + "".join("{" + a + "}" for a in args))
+        i = j
+    out.append(s[i:])
+    return "".join(out)
+
+
+_SHORTHAND_RE = re.compile(r"\\([dtc]?frac|sqrt)(?![A-Za-z])")
+_OVERLINE_RE = re.compile(r"(-?)(\d*)\.(\d*)\\overline\s*\{?\s*(\d{1,12})\s*\}?")
+
+
+def _overline_fraction(m: re.Match) -> str:
+    """`a.b\\overline{c}` as `\\frac{p}{q}`: a.b(ccc...) = (abc - ab) / (10^|b| (10^|c| - 1))."""
+    whole, fixed, rep = m.group(2) or "0", m.group(3), m.group(4)
+    num = int(whole + fixed + rep) - int(whole + fixed)
+    den = 10 ** len(fixed) * (10 ** len(rep) - 1)
+    g = gcd(num, den)
+    return f"{m.group(1)}\\frac{{{num // g}}}{{{den // g}}}"
+
+
+_BASE_RE = re.compile(r"[0-9A-Za-z]+_\{?\s*(?:\\text\{\s*)?(\d{1,2})\s*\}?\}?")
+
+
+def has_base_subscript(s: str) -> bool:
+    """Whether `s` is a number written in a base (`3032_5`, `101_{2}`, `AB_{16}`): math-verify
+    reads the subscript as an index and drops it, so such answers compare as strings only."""
+    return bool(_BASE_RE.fullmatch(s.replace(" ", "")))
+
+
 def normalize_math(answer: Any) -> str:
     """Canonical string of a MATH answer, used as the vote key and the exact-match fast path.
 
@@ -44,6 +119,7 @@ def normalize_math(answer: Any) -> str:
     if answer is None:
         return ""
     s = str(answer).strip()
+    s = repair_latex(s)
     s = re.sub(r"\\(?:left|right)\s*\.", "", s)
     s = re.sub(r"\\(?:left|right|displaystyle)(?![A-Za-z])", "", s)
     s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
@@ -54,6 +130,7 @@ def normalize_math(answer: Any) -> str:
     for space in ("\\!", "\\,", "\\;", "\\:", "\\ ", "~"):
         s = s.replace(space, "")
     s = re.sub(r"\s+", "", s)
+    s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     m = _VAR_EQ_RE.fullmatch(s)
     if m and "=" not in m.group(1):
         s = m.group(1)
@@ -111,7 +188,8 @@ class MathTask(Task):
         self.use_math_verify = bool(use_math_verify)
         self._stats = dict.fromkeys(("graded", "unparseable", "comparisons", "no_answer",
                                      "too_long", "fast_path", "too_complex", "verify_calls",
-                                     "verify_equal", "timeouts"), 0)
+                                     "verify_equal", "timeouts", "base_strings",
+                                     "gold_unparsed", "gold_suspect"), 0)
 
     # -- data ------------------------------------------------------------------------------------
     def hub_source(self, split: str) -> HubSource:
@@ -130,29 +208,43 @@ class MathTask(Task):
         return load_problems(task=self.name, split=split, path=path,
                              hub=None if path is not None else self.hub_source(split),
                              columns=self.columns, limit=limit,
-                             gold_from_solution=last_boxed, gold_from_answer=self.gold_from_answer)
+                             gold_from_solution=self.gold_from_solution,
+                             gold_from_answer=self.gold_from_answer)
+
+    @staticmethod
+    def gold_from_solution(solution: str) -> str | None:
+        """The gold of a reference solution: its last box, with the boxes of the same sentence
+        (`$\\boxed{1}$ and $\\boxed{-2}$`, the rows of an `align`) as one answer "1, -2"."""
+        return boxed_chain(solution, sentence=True).answer
 
     @staticmethod
     def gold_from_answer(value: Any) -> str | None:
-        """An answer column: the boxed content if it holds a box, else the text itself."""
+        """An answer column: the boxed content if it holds a box, the math inside `$...$` if the
+        whole value is one math segment, else the text itself."""
         if value is None or isinstance(value, bool):
             return None
         s = str(value).strip()
-        return (last_boxed(s) if "\\boxed" in s or "\\fbox" in s else s) or None
+        if "\\boxed" in s or "\\fbox" in s:
+            return boxed_chain(s, sentence=True).answer
+        segs = math_segments(s)
+        if len(segs) == 1 and segs[0].start() == 0 and segs[0].end() == len(s):
+            s = segment_content(segs[0])
+        return s or None
 
     # -- grading ---------------------------------------------------------------------------------
-    def extract_answer(self, text: str) -> str | None:
-        """The content of the last `\\boxed{...}` (balanced braces), `\\boxed X` or `\\fbox{}`."""
-        return last_boxed(text)
+    def extract(self, text: str):
+        """The answer and its step: the last box, else a final-answer statement, else the last
+        math or number (`rise.tasks.statements.math_answer`)."""
+        return math_answer(text)
 
     def normalize(self, answer: Any) -> str:
         return normalize_math(answer)
 
-    def grade(self, response: str, problem: Problem) -> tuple[str | None, float]:
+    def judge(self, response: str, problem: Problem) -> Grade:
         self._stats["graded"] += 1
-        pred, reward = super().grade(response, problem)
-        self._stats["unparseable"] += pred is None
-        return pred, reward
+        g = super().judge(response, problem)
+        self._stats["unparseable"] += g.answer is None
+        return g
 
     def is_equivalent(self, predicted: Any, gold: Any) -> bool:
         self._stats["comparisons"] += 1
@@ -169,11 +261,17 @@ class MathTask(Task):
             return True
         if not self.use_math_verify:
             return False
+        if has_base_subscript(pred) or has_base_subscript(gold):
+            self._stats["base_strings"] += 1      # `3032_5` is not `3032_6`: strings only
+            return False
         if too_complex(pred) or too_complex(gold):
             self._stats["too_complex"] += 1
             return False
         self._stats["verify_calls"] += 1
-        verdict = _verifier.shared_worker().compare(gold, pred, self.verify_timeout)
+        verdict, gold_status = _verifier.shared_worker().check(
+            repair_latex(gold), repair_latex(pred), self.verify_timeout)
+        if gold_status in ("unparsed", "suspect"):
+            self._stats["gold_" + gold_status] += 1
         if verdict is None:
             self._stats["timeouts"] += 1
             return False

@@ -46,6 +46,11 @@ class VerifyWorker:
     def compare(self, gold: str, pred: str, timeout: float) -> bool | None:
         """math-verify's verdict on `pred` against `gold`: True/False, or None on timeout.
         A crash or an exception inside sympy counts as False."""
+        return self.check(gold, pred, timeout)[0]
+
+    def check(self, gold: str, pred: str, timeout: float) -> tuple[bool | None, str]:
+        """(verdict as in `compare`, the gold's parse status: "ok", "unparsed", "suspect", or
+        "unknown" after a timeout or crash); see `_verify_worker`."""
         with self._lock:
             self._ensure_started()
             self._next_id += 1
@@ -55,7 +60,7 @@ class VerifyWorker:
                 self._proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 self._kill()
-                return False
+                return False, "unknown"
             deadline = time.monotonic() + timeout
             while True:
                 try:
@@ -67,12 +72,12 @@ class VerifyWorker:
                         self._spawn()
                     except TaskError:
                         pass              # reported by the next compare() that needs it
-                    return None
+                    return None, "unknown"
                 if msg is None:           # the worker died (e.g. memory limit): wrong, no timeout
                     self._kill()
-                    return False
+                    return False, "unknown"
                 if msg.get("id") == rid:
-                    return bool(msg.get("equal", False))
+                    return bool(msg.get("equal", False)), str(msg.get("gold", "unknown"))
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,119 @@
+"""Where a MATH response states its answer when it does not box it. Standard library only; every
+regex is bounded, so extraction stays linear in the response length.
+
+Extraction order of `math_answer` (each step named in `Extraction.step`):
+  1. "boxed": the last `\\boxed{}` (with the boxes chained before it, see
+     `rise.tasks.answers.boxed_chain`), unless a final-answer statement comes after it;
+  2. "final_answer": the last final-answer statement ("Final Answer: The final answer is $5$. I
+     hope it is correct.", "the answer is $x=3$", "Answer $ 9 $", "**Answer:** 12"): the math
+     right after the marker (several `$..$` chained by "," / "and" form one answer), else the
+     words up to the end of the sentence;
+  3. "last_math" / "last_number": whichever ends later of the last `$...$` / `\\(...\\)` /
+     `\\[...\\]` and the last number outside math ("the largest $n$ is 34." reads 34, "so
+     $x = 5$." reads 5).
+Instruction-tuned models often do not box; math-verify's own extraction reads all three forms.
+"""
+from __future__ import annotations
+
+import re
+
+from .answers import (NOTHING, NUMBER_RE, Extraction, _box_at, _BOX_RE, boxed_chain,
+                      final_statement)
+
+_SEGMENT = 2000        # longest math segment looked at (bounds the regex work)
+_MATH_RE = re.compile(
+    r"\$\$(?P<dd>(?:[^$]|\$(?!\$)){1,%d}?)\$\$"
+    r"|\\\[(?P<br>.{1,%d}?)\\\]"
+    r"|\\\((?P<pa>.{1,%d}?)\\\)"
+    r"|(?<![\\$])\$(?P<d>(?:\\\$|[^$\n]){1,%d}?)(?<!\\)\$" % ((_SEGMENT,) * 4), re.DOTALL)
+_LEAD_SEP_RE = re.compile(r"\s*(?:,|;|\band\b|\bor\b)?\s*(?:\band\b)?\s*$")
+_NO_ANSWER_WORDS = {"correct", "incorrect", "wrong", "right", "not", "as", "that", "the", "a",
+                    "an", "to", "in", "this", "below", "above", "given", "shown", "then", "of",
+                    "from", "because", "we", "it", "therefore", "thus", "so", "clear"}
+_LAST_NUMBER_RE = re.compile(NUMBER_RE.pattern + r"(?:\s*/\s*\d+(?![\d.]))?")   # 5, 1,000, 1/2
+TAIL = 20_000          # the last characters searched for a last math / last number
+
+
+def math_segments(text: str) -> list[re.Match]:
+    """The math segments of `text` in order (display and inline)."""
+    return list(_MATH_RE.finditer(text))
+
+
+def segment_content(m: re.Match) -> str:
+    return next(v for v in m.groupdict().values() if v is not None).strip()
+
+
+def last_equal_side(latex: str) -> str:
+    """The right side of the last "=" of a chain `a = b = c` (not of `x=1, y=2` or `a \\le b`),
+    as math-verify's `get_last_eq`: a chain of equalities states its value last."""
+    if "," in latex or ";" in latex:
+        return latex
+    parts = re.split(r"(?<![\\<>!])=", latex)
+    return parts[-1].strip() if len(parts) > 2 else latex
+
+
+def _statement_value(clause: str) -> str | None:
+    """The answer a final-answer clause states: its leading math (chained), a box, or words."""
+    clause = clause.strip().lstrip("*: ").strip()
+    box = _BOX_RE.match(clause)
+    if box:
+        return _box_at(clause, box)[0]
+    segs = [m for m in math_segments(clause)]
+    if segs and segs[0].start() == 0:
+        parts, end = [segment_content(segs[0])], segs[0].end()
+        for m in segs[1:]:
+            if not _LEAD_SEP_RE.fullmatch(clause[end:m.start()]):
+                break
+            parts.append(segment_content(m))
+            end = m.end()
+        inner = boxed_chain(", ".join(parts))
+        return inner.answer if inner.answer is not None else ", ".join(parts)
+    words = clause.rstrip(" .*").strip()
+    if not words or len(words) > 200:
+        return None
+    first = words.split()[0].lower().strip(",.")
+    if first in _NO_ANSWER_WORDS and not any(c.isdigit() for c in words):
+        return None
+    return words
+
+
+def statement_answer(text: str) -> Extraction:
+    """The last final-answer statement's value (step "final_answer")."""
+    found = final_statement(text)
+    if found.answer is None:
+        return NOTHING
+    value = _statement_value(found.answer)
+    return Extraction(value, "final_answer", found.start) if value else NOTHING
+
+
+def last_math_or_number(text: str) -> Extraction:
+    """Step 3: the last math segment or the last number outside math, whichever ends later."""
+    offset = max(len(text) - TAIL, 0)
+    tail = text[offset:]
+    segs = math_segments(tail)
+    seg = segs[-1] if segs else None
+    number = None
+    for number in _LAST_NUMBER_RE.finditer(tail, seg.end() if seg else 0):
+        pass
+    if number is not None:
+        return Extraction(number.group(0), "last_number", offset + number.start())
+    if seg is not None:
+        content = last_equal_side(segment_content(seg))
+        return Extraction(content or None, "last_math", offset + seg.start()) if content else NOTHING
+    return NOTHING
+
+
+def math_answer(text: str) -> Extraction:
+    """The answer of a MATH response and the step that read it (module doc)."""
+    if not isinstance(text, str) or not text.strip():
+        return NOTHING
+    box = boxed_chain(text)
+    statement = statement_answer(text)
+    last_box = None
+    for last_box in _BOX_RE.finditer(text):
+        pass
+    if statement.answer is not None and (last_box is None or statement.start > last_box.start()):
+        return statement
+    if last_box is not None:                # a box that never closes is no answer
+        return box if box.answer is not None else Extraction(None, "boxed", last_box.start())
+    return last_math_or_number(text)
