@@ -152,7 +152,7 @@ def test_latex_answers_with_the_math_grader(tmp_path):
     task = get_task("math", question_field="prompt", solution_field=None, answer_field="final",
                     id_field="uid", use_math_verify=False)
     problems = task.load("test", path=write_jsonl(tmp_path / "latex.jsonl", LATEX_ROWS))
-    assert [p.answer for p in problems] == ["\\frac{3}{4}", "$x = 2$", "2\\sqrt{2}"]
+    assert [p.answer for p in problems] == ["\\frac{3}{4}", "x = 2", "2\\sqrt{2}"]  # $...$ read as its content
     assert task.grade("so \\boxed{\\dfrac{3}{4}}", problems[0])[1] == 1.0
     assert task.grade("\\boxed{3/4}", problems[0])[1] == 1.0
     assert task.grade("\\boxed{2}", problems[1])[1] == 1.0          # "$x = 2$" -> "2"

@@ -73,8 +73,9 @@ def best_index(cands: list[dict]) -> int:
 def graded(task, problem, texts: list[str], source: str) -> list[dict]:
     out = []
     for text in texts:
-        answer, reward = task.grade(text, problem)
-        out.append({"text": text, "answer": answer, "reward": reward, "source": source})
+        g = task.judge(text, problem)
+        out.append({"text": text, "answer": g.answer, "reward": g.reward, "extracted_by": g.extracted_by,
+                    "source": source})
     return out
 
 

@@ -51,9 +51,9 @@ class EvalConfig:
 
 
 def _response(task, problem, text: str) -> dict:
-    answer, reward = task.grade(text, problem)
-    key = task.normalize(answer) if answer is not None else None
-    return {"text": text, "answer": key, "reward": reward}
+    g = task.judge(text, problem)
+    key = task.normalize(g.answer) if g.answer is not None else None
+    return {"text": text, "answer": key, "reward": g.reward, "extracted_by": g.extracted_by}
 
 
 def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True,
@@ -153,11 +153,16 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
 def grader_notes(stats: dict[str, int]) -> list[str]:
     """Report lines for answers the grader refused to compare (too long, too complex, timed out):
     they count as wrong, and a reader should know how many there were."""
+    notes = []
     hostile = {k: stats.get(k, 0) for k in ("timeouts", "too_long", "too_complex")}
-    if not any(hostile.values()):
-        return []
-    return ["Answers graded wrong without a full comparison (graded in this process; resumed "
-            "chunks are not re-graded): " + ", ".join(f"{k} {v}" for k, v in hostile.items())]
+    if any(hostile.values()):
+        notes.append("Answers graded wrong without a full comparison (graded in this process; resumed "
+                     "chunks are not re-graded): " + ", ".join(f"{k} {v}" for k, v in hostile.items()))
+    gold = {k: stats.get(k, 0) for k in ("gold_unparsed", "gold_suspect")}
+    if any(gold.values()):
+        notes.append("Gold answers whose parse did not round-trip, compared as normalised strings only "
+                     "(never made a wrong answer right): " + ", ".join(f"{k} {v}" for k, v in gold.items()))
+    return notes
 
 
 def wrong_to_right_examples(episodes: list[dict], limit: int = 3) -> list[dict]:
