@@ -12,13 +12,12 @@ action (`continue_with: action`, the official code). A rollout stops at its firs
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rise.errors import InputError
 from rise.engines import EngineConfig
 from rise.episodes import Attempt, EpisodeConfig
 from rise.generation import SamplingParams

@@ -7,8 +7,6 @@ Standard library + PyYAML.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import dataclasses
 import difflib
 import os
@@ -16,6 +14,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any
+
+from rise.errors import InputError
 
 
 class ConfigError(InputError):

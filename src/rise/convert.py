@@ -5,12 +5,11 @@ whose target is that turn's action alone (paper, Sec. 4.2; official `workflow_co
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rise.errors import InputError
 from rise.episodes import with_response
 from rise.weighting import keep_turn, rwr_weight
 

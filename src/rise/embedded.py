@@ -14,12 +14,11 @@ torch, transformers and tokenizers are imported lazily.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import random
 import re
 from typing import Any, Iterable, Sequence
 
+from rise.errors import InputError
 from rise.prompts import get_preset
 
 SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>")

@@ -11,9 +11,9 @@ Heavy imports happen here, lazily.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 from dataclasses import dataclass
+
+from rise.errors import InputError
 
 ENGINES = ("hf", "vllm", "openai")
 

@@ -11,11 +11,10 @@ require user/assistant alternation (the official code, on FastChat templates, al
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 from dataclasses import dataclass
 from typing import Any
 
+from rise.errors import InputError
 from rise.prompts import FEEDBACK_MODES, PromptPreset
 
 Message = dict[str, str]

@@ -8,13 +8,12 @@ oracle": majority vote over the T answers).
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rise.errors import InputError
 from rise.engines import EngineConfig
 from rise.episodes import Attempt, EpisodeConfig
 from rise.generation import SamplingParams

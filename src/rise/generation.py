@@ -25,12 +25,12 @@ torch and transformers are imported lazily: `import rise.generation` is cheap.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
+
+from rise.errors import InputError
 
 
 @dataclass(frozen=True)

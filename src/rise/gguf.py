@@ -18,8 +18,6 @@ Standard library at import; torch/transformers are imported inside the functions
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import argparse
 import hashlib
 import importlib.util
@@ -30,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from rise.errors import InputError
 
 GGUF_SUFFIX = ".gguf"
 MARKER = "rise_gguf_source.json"   # provenance written beside the converted weights

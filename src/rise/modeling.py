@@ -12,12 +12,12 @@ Errors are one line and name the model. torch and transformers are imported lazi
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+from rise.errors import InputError
 
 _DTYPES = {
     "float32": "float32", "fp32": "float32", "float": "float32",

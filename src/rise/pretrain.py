@@ -20,8 +20,6 @@ pretrains one there.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import hashlib
 import json
 import logging
@@ -35,6 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from rise.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ The train stage scores them before, during (`train.eval_every`) and after traini
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import copy
 from pathlib import Path
 from typing import Sequence
+
+from rise.errors import InputError
 
 PROBE_SETS = ("alone", "multi_turn")
 

@@ -11,9 +11,9 @@ Standard library only.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 from dataclasses import dataclass, field
+
+from rise.errors import InputError
 
 FEEDBACK_MODES = ("none", "incorrect", "oracle")
 

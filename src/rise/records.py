@@ -6,8 +6,6 @@ Standard library only.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import json
 import os
 import tempfile
@@ -15,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from rise.errors import InputError
 
 
 class RecordError(InputError):

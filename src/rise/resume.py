@@ -6,14 +6,13 @@ index, so a resumed stage produces exactly the records of an uninterrupted one.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import json
 import hashlib
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from rise.errors import InputError
 from rise.records import read_jsonl, remove_stale_temps, write_jsonl, write_text
 
 

@@ -13,8 +13,6 @@ the first unfinished stage, and a change anywhere re-runs exactly the stages dow
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import copy
 import hashlib
 import json
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rise.errors import InputError
 from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS

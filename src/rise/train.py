@@ -16,8 +16,6 @@ examples of similar length share a micro-batch bounded by a token budget.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import contextlib
 import math
 import random
@@ -27,6 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from rise.errors import InputError
 from rise.convert import ConvertConfig
 
 

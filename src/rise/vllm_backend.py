@@ -18,11 +18,10 @@ module imports without it. Tests inject a fake engine through `llm=`.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import gc
 from typing import Any
 
+from rise.errors import InputError
 from rise.generation import SamplingParams, check_request
 from rise.openai_backend import request_seed
 

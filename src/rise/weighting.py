@@ -6,10 +6,10 @@ RISE trains every kept turn with weight w = exp(r / tau) (paper, Eq. 4.2; offici
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import math
 from collections.abc import Sequence
+
+from rise.errors import InputError
 
 CRITERIA = ("all", "better", "best", "success")
 

@@ -6,11 +6,11 @@ parseable answer), MATH gives 1 / 0.
 """
 from __future__ import annotations
 
-from rise.errors import InputError
-
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from rise.errors import InputError
 
 
 class TaskError(InputError):
