@@ -138,3 +138,56 @@ def test_bootstrap_ci():
     assert bootstrap_ci(vals, n_boot=300, seed=1) == (lo, hi)
     with pytest.raises(ValueError):
         bootstrap_ci([])
+
+
+def _ep(turn_rewards, parallel=None):
+    turns = [{"answer": str(i) if r == 1.0 else "x", "reward": r} for i, r in enumerate(turn_rewards)]
+    return {"parallel": parallel or [turns[0]], "turns": turns}
+
+
+# SCoRe metrics (Kumar et al. 2024), turn 1 -> 2: rows of (turn-1, turn-2) correctness
+@pytest.mark.parametrize("pairs,expected", [
+    ([(0, 1), (0, 0), (1, 1), (1, 0)], dict(acc1=0.5, acc2=0.5, d=0.0, i2c=0.25, c2i=0.25, fix=0.5)),
+    ([(0, 1), (0, 1), (0, 0), (1, 1)], dict(acc1=0.25, acc2=0.75, d=0.5, i2c=0.5, c2i=0.0, fix=2 / 3)),
+    ([(1, 1), (1, 0)], dict(acc1=1.0, acc2=0.5, d=-0.5, i2c=0.0, c2i=0.5, fix=None)),
+])
+def test_self_correction_metrics(pairs, expected):
+    from rise.metrics import self_correction
+
+    m = self_correction([_ep([float(a), float(b)]) for a, b in pairs])
+    got = dict(acc1=m["acc@t1"], acc2=m["acc@t2"], d=m["d_t1_t2"], i2c=m["d_i2c"], c2i=m["d_c2i"], fix=m["fix_rate"])
+    for k, v in expected.items():
+        assert got[k] == (pytest.approx(v) if v is not None else None), k
+
+
+def test_fix_rate_is_accuracy_at_turn_2_after_a_wrong_turn_1():
+    eps = [_ep([0.0, 1.0, 0.0]), _ep([0.0, 0.0, 1.0]), _ep([1.0, 0.0, 1.0]), _ep([0.0, 1.0, 1.0])]
+    m = episode_metrics(eps)
+    assert m["fix_rate"] == pytest.approx(m["turn_acc_after_wrong"][1])
+    assert m["acc@t2"] == m["turn_acc"][1]
+
+
+def test_one_turn_chain_has_no_turn_2_metrics():
+    from rise.metrics import self_correction
+
+    m = self_correction([_ep([1.0]), _ep([0.0])])
+    assert m["acc@t1"] == 0.5 and m["acc@t2"] is None and m["fix_rate"] is None
+
+
+def test_headline_intervals_bracket_the_metric_and_are_reproducible():
+    eps = [_ep([float(i % 3 == 0), float(i % 2 == 0)]) for i in range(60)]
+    m = episode_metrics(eps)
+    for key in ("m1@t1", "m1@t2", "p1@t2", "m1@t1", "p1@t1"):
+        lo, hi = m["ci95"][key]
+        assert lo <= m[key] <= hi and hi - lo > 0.05, key
+    assert episode_metrics(eps)["ci95"] == m["ci95"]
+
+
+def test_report_shows_self_correction_and_intervals():
+    from rise.report import render_markdown
+
+    eps = [_ep([0.0, 1.0]), _ep([1.0, 1.0]), _ep([0.0, 0.0]), _ep([1.0, 0.0])]
+    md = render_markdown({"m": episode_metrics(eps)})
+    assert "Δi→c" in md and "fix rate" in md and "[95% CI]" in md
+    row = [line for line in md.splitlines() if line.startswith("| `m`")][1]
+    assert "| 50.0 | 50.0 | 0.0 | 25.0 | 25.0 | 50.0 |" in row

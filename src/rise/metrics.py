@@ -196,7 +196,48 @@ def episode_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["turn_acc_after_wrong"] = accuracy_after_wrong(episodes)
     out["flips"] = flip_counts(episodes)
     out["no_answer_rate"] = no_answer_rate(episodes)
+    out.update(self_correction(episodes))
+    out["ci95"] = headline_intervals(episodes, K, T)
     return out
+
+
+def self_correction(episodes: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """SCoRe's self-correction metrics (Kumar et al. 2024) of the no-oracle chain, turn 1 -> 2.
+
+    acc@t1, acc@t2: accuracy at turns 1 and 2; d_t1_t2 = acc@t2 - acc@t1; d_i2c: share of all
+    problems wrong at turn 1 and right at turn 2; d_c2i: right then wrong; fix_rate =
+    d_i2c / (1 - acc@t1), the share of wrong first answers fixed at turn 2 (None when turn 1 is
+    always right). The turn-2 keys are None for a one-turn chain.
+    """
+    n = len(episodes)
+    first = [is_correct(e["turns"][0]) for e in episodes]
+    acc1 = sum(first) / n
+    if len(episodes[0]["turns"]) < 2:
+        return {"acc@t1": acc1, "acc@t2": None, "d_t1_t2": None, "d_i2c": None, "d_c2i": None, "fix_rate": None}
+    second = [is_correct(e["turns"][1]) for e in episodes]
+    acc2 = sum(second) / n
+    i2c = sum((not a) and b for a, b in zip(first, second)) / n
+    c2i = sum(a and not b for a, b in zip(first, second)) / n
+    return {"acc@t1": acc1, "acc@t2": acc2, "d_t1_t2": acc2 - acc1, "d_i2c": i2c, "d_c2i": c2i,
+            "fix_rate": _fraction(i2c * n, n - sum(first))}
+
+
+def headline_intervals(episodes: Sequence[Mapping[str, Any]], K: int, T: int,
+                       n_boot: int = 1000) -> dict[str, list[float]]:
+    """95% percentile-bootstrap intervals of the headline metrics, resampling problems.
+
+    Each metric is a mean of per-problem 0/1 outcomes; one seed for all of them, so every metric
+    is resampled with the same problem indices (paired intervals). {name: [lo, hi]}.
+    """
+    per_problem: dict[str, list[float]] = {
+        "m1@t1": [float(is_correct(e["turns"][0])) for e in episodes],
+        f"m1@t{T}": [majority_correct([e["turns"]]) for e in episodes],
+        f"p1@t{T}": [pass_at([e["turns"]]) for e in episodes],
+    }
+    if K:
+        per_problem[f"m{K}@t1"] = [majority_correct([e["parallel"]]) for e in episodes]
+        per_problem[f"p{K}@t1"] = [pass_at([e["parallel"]]) for e in episodes]
+    return {name: list(bootstrap_ci(vals, n_boot=n_boot, seed=0)) for name, vals in per_problem.items()}
 
 
 def metrics_by_model(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -87,6 +87,28 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SELF_CORRECTION = [("acc@t1", "Acc@t1"), ("acc@t2", "Acc@t2"), ("d_t1_t2", "Δ(t1,t2)"),
+                   ("d_i2c", "Δi→c"), ("d_c2i", "Δc→i"), ("fix_rate", "fix rate")]
+
+
+def _interval(r: Mapping[str, Any], key: str) -> str:
+    ci = (r.get("ci95") or {}).get(key)
+    return f"{_pct(r.get(key))} [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else _pct(r.get(key))
+
+
+def self_correction_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """SCoRe's self-correction metrics (turn 1 -> 2 of the no-oracle chain) and the headline
+    metrics with their 95% bootstrap intervals over problems, in percent."""
+    heads = _headline_columns(results)
+    cols = ["method"] + [label for _, label in SELF_CORRECTION] + [f"{h} [95% CI]" for h in heads]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in results.items():
+        row = [_cell(_row_name(name, r))] + [_pct(r.get(key)) for key, _ in SELF_CORRECTION]
+        row += [_interval(r, h) for h in heads]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 LEGEND = """\
 All values are percentages of evaluated problems (n). A response is correct iff its reward is 1.
 - **m1@t1**: turn 1 of the sequential chain is correct (one sample, one turn).
@@ -99,6 +121,10 @@ All values are percentages of evaluated problems (n). A response is correct iff 
   turn 1 was wrong, the direct measure of self-correction.
 - **W→R / R→W**: share of consecutive-turn transitions that flip wrong to right / right to wrong.
 - **no answer**: share of sequential turns with no extractable answer.
+- **Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i, fix rate** (SCoRe, Kumar et al. 2024): accuracy at turns
+  1 and 2 of the chain, their difference, the share of problems wrong at turn 1 and right at turn
+  2 (and the reverse), and Δi→c / (1 - Acc@t1). **[95% CI]**: percentile bootstrap over problems
+  (1,000 resamples, the same for every metric).
 """
 
 
@@ -159,6 +185,7 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE
     """The whole report.md: title, table, plot link, legend with the tie rule, notes, transcripts."""
     episode = episode_format(results)
     out = [f"# {title}\n", f"{describe_episode(episode)}\n", markdown_table(results),
+           "## Self-correction and intervals\n", self_correction_table(results),
            "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n",
            LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
            f"Tie rule: {TIE_RULE}\n"]
