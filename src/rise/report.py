@@ -198,29 +198,42 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE
     return "\n".join(out)
 
 
+MARKERS = "osD^vP<>"
+
+
 def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
                           title: str = "Accuracy by turn", show_parallel: bool = True) -> None:
-    """One colour per method: per-turn accuracy without early stop (solid), cumulative oracle
-    accuracy (dashed) and, if present, the parallel mK@t1 baseline (dotted horizontal line)."""
+    """One colour and marker per method: per-turn accuracy without early stop (solid), cumulative
+    oracle accuracy (dashed), the parallel mK@t1 baseline (dotted horizontal line) and, right of
+    the last turn, m1@tT (filled) and p1@tT (hollow). Methods are shifted apart a little on x so
+    that equal values stay visible; the legend sits outside the axes, off the data."""
     fig, ax = _new_figure()
-    colors = [f"C{i % 10}" for i in range(len(results))]
-    max_t = 1
-    for color, (name, r) in zip(colors, results.items()):
+    n = len(results)
+    max_t = max((len(r.get("turn_acc") or []) for r in results.values()), default=1) or 1
+    final_x = max_t + 0.8
+    for i, (name, r) in enumerate(results.items()):
+        color, marker = f"C{i % 10}", MARKERS[i % len(MARKERS)]
+        dx = (i - (n - 1) / 2) * 0.05
         label = str(r.get("label") or name)
         acc = [100 * a for a in r.get("turn_acc") or []]
-        xs = list(range(1, len(acc) + 1))
-        max_t = max(max_t, len(acc))
-        ax.plot(xs, acc, "-o", color=color, label=f"{label}: per turn")
+        xs = [t + 1 + dx for t in range(len(acc))]
+        ax.plot(xs, acc, "-", marker=marker, color=color, label=f"{label}: per turn")
         oracle = [100 * a for a in r.get("cumulative_oracle_acc") or []]
         if oracle:
-            ax.plot(xs[:len(oracle)], oracle, "--s", color=color, markersize=4,
-                    label=f"{label}: oracle stop (p1@t)")
-        k = r.get("K")
+            ax.plot(xs[:len(oracle)], oracle, "--", marker=marker, color=color, markersize=4,
+                    markerfacecolor="none", label=f"{label}: oracle stop (p1@t)")
+        k, t = r.get("K"), r.get("T") or len(acc)
         if show_parallel and k and r.get(f"m{k}@t1") is not None:
             ax.axhline(100 * r[f"m{k}@t1"], color=color, linestyle=":", alpha=0.7,
                        label=f"{label}: m{k}@t1")
-    ax.set_xticks(list(range(1, max_t + 1)))
-    ax.set_xlim(0.8, max_t + 0.2)
+        for key, face in ((f"m1@t{t}", color), (f"p1@t{t}", "none")):
+            if r.get(key) is not None:
+                ax.plot([final_x + dx], [100 * r[key]], marker=marker, markersize=8, color=color,
+                        markerfacecolor=face, linestyle="none")
+    ax.set_xticks(list(range(1, max_t + 1)) + [final_x])
+    ax.set_xticklabels([str(t) for t in range(1, max_t + 1)] + [f"m1@t{max_t} (filled)\np1@t{max_t} (hollow)"],
+                       fontsize="small")
+    ax.set_xlim(0.7, final_x + 0.4)
     ax.set_ylim(0, 100)
     _save_figure(fig, ax, "turn", "accuracy (%)", title, path)
 
@@ -229,7 +242,7 @@ def _new_figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(10, 4.5))
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot(1, 1, 1)
 
@@ -239,7 +252,7 @@ def _save_figure(fig, ax, xlabel: str, ylabel: str, title: str, path: str | os.P
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=120)
