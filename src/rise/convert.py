@@ -98,10 +98,11 @@ def context_rewards(turns: list[dict]) -> list[float | None]:
 def rollout_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
     """Training examples of one rollout: one per kept turn, weighted exp(r / tau)."""
     rewards = [float(t["action"]["reward"]) for t in turns]
+    in_context = context_rewards(turns)
     out, seen = [], set()
     for i, turn in enumerate(turns):
         action = turn["action"]
-        if not keep_turn(rewards, i, cfg.criterion, context_rewards(turns)):
+        if not keep_turn(rewards, i, cfg.criterion, in_context):
             continue
         if cfg.remove_duplication:
             if action["text"] in seen:
