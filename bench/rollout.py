@@ -8,7 +8,7 @@
 A RISE collection turn samples N responses at every active state. Both sides get the same
 states, turn by turn, for `--turns` turns (5) with N = `--samples` (4):
 
-ours   `rise.generation.HFBackend.generate(states, n=N)`: batched across problems, sorted by
+ours   `rise.engines.hf.HFBackend.generate(states, n=N)`: batched across problems, sorted by
        length, each prompt prefilled once and its KV cache expanded to its N rows, finished rows
        dropped early.
 plain  `model.generate(prompt, num_return_sequences=N, do_sample=True)` once per state.
@@ -63,7 +63,7 @@ def plain_generate(model, tok, convs, n, max_new, fixed, device):
     """Plain per-state sampling: one `model.generate(num_return_sequences=n)` per state."""
     import torch
 
-    from rise.generation import render_prompt
+    from rise.engines.hf import render_prompt
 
     out = []
     for conv in convs:
@@ -116,7 +116,7 @@ def main(argv=None) -> str:
 
     from rise.engines import EngineConfig
     from rise.episodes import Attempt, render_state
-    from rise.generation import HFBackend, SamplingParams
+    from rise.engines.hf import HFBackend, SamplingParams
     from rise.prompts import get_preset
 
     gpu = bool(args.gpu_size)

@@ -27,7 +27,7 @@ def main() -> None:
 
     from rise.engines import EngineConfig, open_backend
     from rise.episodes import EpisodeConfig, with_response
-    from rise.generation import SamplingParams
+    from rise.engines.hf import SamplingParams
     from rise.modeling import load_model
     from rise.pretrain import ensure_base_model
     from rise.run import RunConfig, base_config

@@ -1,4 +1,4 @@
-"""Tests for rise.generation: HFBackend's own decode loop against `model.generate`."""
+"""Tests for rise.engines.hf: HFBackend's own decode loop against `model.generate`."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from rise.generation import (  # noqa: E402
+from rise.engines.hf import (  # noqa: E402
     HFBackend,
     SamplingParams,
     render_prompt,
@@ -87,6 +87,12 @@ def model(tok):
     return m
 
 
+@pytest.fixture(params=["kv", "hf"])
+def decoder(request):
+    """Both decode loops of HFBackend: the KV decoder and transformers' own forward."""
+    return request.param
+
+
 def letter_ids(tok):
     return [tok.convert_tokens_to_ids(c) for c in "abcdefghijklmnopqrstuvwxyz"]
 
@@ -115,7 +121,7 @@ def reference_greedy(model, tok, conv, max_new, eos=None):
 
 
 def test_import_is_cheap():
-    code = "import sys, rise.generation; assert 'torch' not in sys.modules; assert 'transformers' not in sys.modules"
+    code = "import sys, rise.engines.hf, rise.engines; assert 'torch' not in sys.modules; assert 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -139,10 +145,10 @@ def test_sampling_params_validation():
 # ---------------------------------------------------------------- correctness
 
 
-def test_greedy_equals_generate_and_padding(tok, model):
+def test_greedy_equals_generate_and_padding(tok, model, decoder):
     """Left-padded batch of different-length prompts == one-by-one unpadded model.generate."""
     max_new = 24
-    backend = HFBackend(model, tok, batch_size=8)
+    backend = HFBackend(model, tok, decoder=decoder, batch_size=8)
     got = backend.generate(CONVS, n=2, params=SamplingParams(temperature=0, max_new_tokens=max_new), seed=0)
     assert [len(g) for g in got] == [2] * len(CONVS)
     for conv, outs in zip(CONVS, got):
@@ -152,7 +158,7 @@ def test_greedy_equals_generate_and_padding(tok, model):
     assert len({g[0] for g in got}) > 1
 
 
-def test_greedy_equals_batched_generate(tok, model):
+def test_greedy_equals_batched_generate(tok, model, decoder):
     """Same check against one batched, left-padded model.generate call."""
     max_new = 16
     texts = [render_prompt(tok, c) for c in CONVS]
@@ -164,11 +170,11 @@ def test_greedy_equals_batched_generate(tok, model):
     for row in seqs[:, enc["input_ids"].shape[1] :].tolist():
         cut = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
         refs.append(tok.decode(row[:cut], skip_special_tokens=True))
-    got = HFBackend(model, tok).generate(CONVS, 1, SamplingParams(temperature=0, max_new_tokens=max_new), 0)
+    got = HFBackend(model, tok, decoder=decoder).generate(CONVS, 1, SamplingParams(temperature=0, max_new_tokens=max_new), 0)
     assert [g[0] for g in got] == refs
 
 
-def test_stops_at_end_token(tok, model):
+def test_stops_at_end_token(tok, model, decoder):
     """Greedy with a stop token taken from the middle of an unstopped run: output is the prefix."""
     conv = CONVS[2]
     full = reference_greedy(model, tok, conv, 20, eos=[-1])
@@ -176,12 +182,12 @@ def test_stops_at_end_token(tok, model):
     cut = full.index(stop)
     m = make_model(len(tok))
     m.generation_config.eos_token_id = stop
-    got = HFBackend(m, tok).generate([conv], 3, SamplingParams(temperature=0, max_new_tokens=20), 0)
+    got = HFBackend(m, tok, decoder=decoder).generate([conv], 3, SamplingParams(temperature=0, max_new_tokens=20), 0)
     assert got == [[tok.decode(full[:cut], skip_special_tokens=True)] * 3]
     assert tok.decode([stop]) not in got[0][0] or cut == 0
 
 
-def test_rows_finish_at_different_times(tok, monkeypatch):
+def test_rows_finish_at_different_times(tok, monkeypatch, decoder):
     """Many stop tokens (all lowercase letters): rows end at different steps and are dropped from
     the batch; greedy outputs still equal model.generate one by one, and no output holds a letter."""
     selected = []
@@ -196,48 +202,49 @@ def test_rows_finish_at_different_times(tok, monkeypatch):
     stops = [tok.eos_token_id] + letter_ids(tok)
     m.generation_config.eos_token_id = stops
     convs = [[{"role": "user", "content": f"question {i} " + "z" * (3 * i)}] for i in range(8)]
-    got = HFBackend(m, tok, batch_size=8).generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0)
+    got = HFBackend(m, tok, decoder=decoder, batch_size=8).generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0)
     lengths = set()
     for conv, (text,) in zip(convs, got):
         ref = reference_greedy(m, tok, conv, 30, eos=stops)
         lengths.add(len(ref))
         assert text == tok.decode(ref, skip_special_tokens=True)
     assert len(lengths) > 1
-    lazy = HFBackend(m, tok, batch_size=8)
+    lazy = HFBackend(m, tok, decoder=decoder, batch_size=8)
     lazy.sync_every = 3  # the accelerator setting: finished rows noticed every 3 steps
     assert lazy.generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0) == got
 
-    sampled = HFBackend(m, tok, batch_size=16).generate(convs, 4, SamplingParams(max_new_tokens=30), 3)
+    sampled = HFBackend(m, tok, decoder=decoder, batch_size=16).generate(convs, 4, SamplingParams(max_new_tokens=30), 3)
     assert all(len(s) == 4 for s in sampled)
     flat = [t for s in sampled for t in s]
     assert not any(c in "abcdefghijklmnopqrstuvwxyz" for t in flat for c in t)
     assert len({len(t) for t in flat}) > 1  # rows finished at different times
-    assert any(b < a for a, b in zip(selected, selected[1:]))  # the cache shrank
+    if decoder == "hf":
+        assert any(b < a for a, b in zip(selected, selected[1:]))  # the cache shrank
 
 
-def test_n_samples_in_order(tok, model):
+def test_n_samples_in_order(tok, model, decoder):
     """Near-zero temperature samples equal each conversation's own greedy output, in order,
     through the expanded cache, with duplicate conversations and batch_size < n (chunking)."""
     convs = [CONVS[2], CONVS[0], CONVS[2], CONVS[3]]
     params = SamplingParams(temperature=1e-4, max_new_tokens=12)
     for bs in (64, 3):
-        got = HFBackend(model, tok, batch_size=bs).generate(convs, 5, params, seed=1)
+        got = HFBackend(model, tok, decoder=decoder, batch_size=bs).generate(convs, 5, params, seed=1)
         assert [len(g) for g in got] == [5] * len(convs)
         for conv, outs in zip(convs, got):
             ref = tok.decode(reference_greedy(model, tok, conv, 12), skip_special_tokens=True)
             assert outs == [ref] * 5
 
 
-def test_tiny_top_p_is_greedy(tok, model):
+def test_tiny_top_p_is_greedy(tok, model, decoder):
     params = SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=12)
-    got = HFBackend(model, tok).generate(CONVS, 3, params, seed=5)
-    greedy = HFBackend(model, tok).generate(CONVS, 3, SamplingParams(temperature=0, max_new_tokens=12), 0)
+    got = HFBackend(model, tok, decoder=decoder).generate(CONVS, 3, params, seed=5)
+    greedy = HFBackend(model, tok, decoder=decoder).generate(CONVS, 3, SamplingParams(temperature=0, max_new_tokens=12), 0)
     assert got == greedy
 
 
-def test_seed_determinism(tok, model):
+def test_seed_determinism(tok, model, decoder):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=16)
-    backend = HFBackend(model, tok, batch_size=6)
+    backend = HFBackend(model, tok, decoder=decoder, batch_size=6)
     a = backend.generate(CONVS, 3, params, seed=11)
     b = backend.generate(CONVS, 3, params, seed=11)
     c = backend.generate(CONVS, 3, params, seed=12)
@@ -265,8 +272,8 @@ def test_use_generate_fallback(tok, model):
     assert s1 == fb.generate(CONVS, 3, params, seed=4)
 
 
-def test_edge_cases(tok, model):
-    backend = HFBackend(model, tok, progress="test")
+def test_edge_cases(tok, model, decoder):
+    backend = HFBackend(model, tok, decoder=decoder, progress="test")
     assert backend.generate([], 3, SamplingParams(), 0) == []
     assert backend.generate(CONVS[:2], 2, SamplingParams(max_new_tokens=0), 0) == [["", ""], ["", ""]]
     with pytest.raises(ValueError):
@@ -280,10 +287,116 @@ def test_edge_cases(tok, model):
         model.eval()
 
 
-def test_max_prompt_tokens_keeps_the_end(tok, model):
-    backend = HFBackend(model, tok, max_prompt_tokens=20)
+def test_max_prompt_tokens_keeps_the_end(tok, model, decoder):
+    backend = HFBackend(model, tok, decoder=decoder, max_prompt_tokens=20)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         backend.generate(CONVS[2:3], 1, SamplingParams(temperature=0, max_new_tokens=4), 0)
     assert backend.truncated_prompts == 1
     assert any("cut to its last 20" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------- the KV decoder
+
+
+def make_family_model(kind: str, vocab_size: int, seed: int = 0):
+    """Tiny random Llama / Qwen2 (q/k/v biases) / Mistral models, grouped-query attention."""
+    torch.manual_seed(seed)
+    shape = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                 initializer_range=0.2, tie_word_embeddings=kind == "llama")
+    if kind == "llama":
+        return transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape, rope_theta=500.0)).eval()
+    if kind == "mistral":
+        return transformers.MistralForCausalLM(transformers.MistralConfig(**shape, sliding_window=None)).eval()
+    return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**shape)).eval()
+
+
+@pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"),
+                                         ("mistral", "float32"), ("llama", "bfloat16")])
+def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
+    """Prefill of a left-padded batch, then three decode steps: the KV decoder's last-position
+    logits equal the model's own forward on the same (unpadded) sequences (bf16: to bf16's
+    precision, the generation sanity check of the CPU bf16 path)."""
+    from rise.engines.kv_decode import KVDecoder
+
+    dt = getattr(torch, dtype)
+    m = make_family_model(kind, len(tok)).to(dt)
+    dec = KVDecoder(m)
+    prompts = [[5, 9, 11, 40, 2, 7], [33, 4, 8]]
+    width, steps = 6, 3
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
+    cache = [(torch.zeros(2, 2, width + steps, 8, dtype=dt), torch.zeros(2, 2, width + steps, 8, dtype=dt))
+             for _ in range(2)]
+    ids = torch.tensor([prompts[0], [0, 0, 0] + prompts[1]])
+    valid = torch.zeros(2, width + steps, dtype=torch.bool)
+    valid[0, :width], valid[1, 3:width] = True, True
+    pos = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
+    seqs = [list(p) for p in prompts]
+    with torch.no_grad():
+        logits = dec.forward(ids, pos, valid, cache, None, 0)
+        for step in range(steps + 1):
+            for row, seq in enumerate(seqs):
+                ref = m(input_ids=torch.tensor([seq])).logits[0, -1]
+                torch.testing.assert_close(logits[row], ref, **tol)
+            if step == steps:
+                break
+            tok_next = logits.argmax(-1)
+            for row, seq in enumerate(seqs):
+                seq.append(int(tok_next[row]))
+            column = width + step
+            valid[:, column] = True
+            logits = dec.forward(tok_next[:, None], torch.tensor([[len(seqs[0]) - 1], [len(seqs[1]) - 1]]),
+                                 valid, cache, None, column)
+
+
+def test_kv_decoder_refills_finished_slots(tok, monkeypatch):
+    """Few slots, many prompts of different lengths, rows ending at different steps: finished
+    slots take new rows mid-batch (more admissions than batches), and greedy outputs still equal
+    model.generate one by one."""
+    from rise.engines import kv_decode
+
+    admissions = []
+    original = kv_decode.KVDecoder._admit
+
+    def spy(self, prompts, jobs, nxt, free, *a, **kw):
+        admissions.append(len(free))
+        return original(self, prompts, jobs, nxt, free, *a, **kw)
+
+    monkeypatch.setattr(kv_decode.KVDecoder, "_admit", spy)
+    m = make_family_model("llama", len(tok), seed=3)
+    stops = [tok.eos_token_id] + letter_ids(tok)[:13]
+    m.generation_config.eos_token_id = stops
+    convs = [[{"role": "user", "content": f"q{i} " + "y" * (i % 5)}] for i in range(12)]
+    backend = HFBackend(m, tok, batch_size=3, decoder="kv")
+    got = backend.generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=20), 0)
+    lengths = set()
+    for conv, (text,) in zip(convs, got):
+        ref = reference_greedy(m, tok, conv, 20, eos=stops)
+        lengths.add(len(ref))
+        assert text == tok.decode(ref, skip_special_tokens=True)
+    assert len(lengths) > 1
+    batches = sum(1 for _ in range(0, 12, 3))
+    assert len(admissions) > batches
+    # sampled: same seed, same outputs; n rows per prompt share its prefill
+    params = SamplingParams(max_new_tokens=20)
+    a = backend.generate(convs, 3, params, 5)
+    assert a == backend.generate(convs, 3, params, 5)
+    assert all(len(x) == 3 for x in a)
+
+
+def test_decoder_choice(tok):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2)).eval()
+    assert HFBackend(gpt2, tok).decoder == "hf"                       # auto falls back
+    assert HFBackend(make_family_model("qwen2", len(tok)), tok).decoder == "kv"
+    with pytest.raises(ValueError, match="decoder 'kv' cannot run"):
+        HFBackend(gpt2, tok, decoder="kv")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        HFBackend(gpt2, tok, decoder="fast")
+    b = HFBackend(gpt2, tok)
+    with b:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        b.generate(CONVS[:1], 1, SamplingParams(max_new_tokens=2), 0)

@@ -36,7 +36,7 @@ def test_load_saved_dir(saved_dir):
     model, tok = load_model(saved_dir)
     assert type(model).__name__ == "Qwen2ForCausalLM"
     assert not model.training
-    assert next(model.parameters()).dtype == torch.float32
+    assert next(model.parameters()).dtype == resolve_dtype("auto", "cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert tok.pad_token == "<|pad|>" and tok.eos_token == "<|end|>"
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
@@ -125,8 +125,30 @@ def test_pad_token_defaults_to_eos(saved_dir, tmp_path):
     assert tok2.pad_token == tok2.eos_token == "<|end|>"
 
 
+@pytest.mark.parametrize("fast_bf16, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_follows_the_cpus_bf16_support(monkeypatch, fast_bf16, expected):
+    import rise.modeling
+    from rise.train import resolve_mixed_precision
+
+    monkeypatch.setattr(rise.modeling, "cpu_has_fast_bf16", lambda: fast_bf16)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert resolve_dtype("auto", "cpu") == getattr(torch, expected)
+    assert resolve_dtype("float32", "cpu") == torch.float32          # an explicit choice wins
+    assert resolve_mixed_precision("auto", cpu=True) == ("bf16" if fast_bf16 else "no")
+    assert resolve_mixed_precision("no", cpu=True) == "no"
+
+
+def test_cpu_flags_are_read():
+    from rise.modeling import cpu_has_fast_bf16
+
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo")
+    assert cpu_has_fast_bf16() == any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
 def test_resolve_dtype_and_device():
-    assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16
     assert resolve_dtype(torch.float16, "cpu") == torch.float16
     with pytest.raises(ValueError, match="unknown dtype"):

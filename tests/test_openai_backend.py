@@ -1,4 +1,4 @@
-"""rise.openai_backend: the OpenAI-compatible HTTP backend.
+"""rise.engines.openai_http: the OpenAI-compatible HTTP backend.
 
 Everything here talks to REAL servers on loopback: small `http.server` servers in a thread (to
 script 503s, 4xx errors, servers that ignore `n`) and `transformers serve` on a tiny local Qwen2
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from rise.engines import EngineConfig, describe, open_backend
-from rise.generation import SamplingParams
-from rise.openai_backend import (
+from rise.engines.hf import SamplingParams
+from rise.engines.openai_http import (
     OpenAIBackend, OpenAIBackendError, chat_completions_url, request_seed,
 )
 

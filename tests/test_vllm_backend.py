@@ -1,4 +1,4 @@
-"""rise.vllm_backend against a fake engine and a fake `vllm` module (vLLM cannot run in CI).
+"""rise.engines.vllm_engine against a fake engine and a fake `vllm` module (vLLM cannot run in CI).
 
 The fakes record every call; the tests check what the adapter asks of vLLM (engine arguments, one
 `LLM.chat` call per generate with one SamplingParams per conversation) and that it puts vLLM's
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from rise.engines import EngineConfig, describe, open_backend
-from rise.generation import SamplingParams
-from rise.openai_backend import request_seed
-from rise.vllm_backend import VLLMBackend
+from rise.engines.hf import SamplingParams
+from rise.engines.openai_http import request_seed
+from rise.engines.vllm_engine import VLLMBackend
 
 CONVS = [
     [{"role": "user", "content": "q0"}],

@@ -127,7 +127,7 @@ def _is_user_error(e: Exception) -> bool:
     that failed after retries; these get one line. Anything else (a KeyError inside `fit`, a
     library's ValueError) is a bug and keeps its traceback."""
     from rise.errors import InputError
-    from rise.openai_backend import OpenAIBackendError
+    from rise.engines.openai_http import OpenAIBackendError
 
     return isinstance(e, (InputError, OpenAIBackendError))
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rise.errors import InputError
-from rise.engines import EngineConfig
+from rise.engines import EngineConfig, derive_seed
 from rise.episodes import Attempt, EpisodeConfig
-from rise.generation import SamplingParams
+from rise.engines.hf import SamplingParams
 
 IMPROVE_MODES = ("none", "reference", "teacher", "self")
 
@@ -78,9 +78,14 @@ def graded(task, problem, texts: list[str], source: str) -> list[dict]:
     return out
 
 
+# what a generate call of collection is for: the last part of its seed (`call_seed`)
+SAMPLE, SELF_IMPROVE, TEACHER = 1, 2, 3
+
+
 def call_seed(seed: int, turn: int, purpose: int, chunk: int = 0) -> int:
-    """Distinct, reproducible seeds for each generate call of a run."""
-    return seed * 1_000_003 + chunk * 7919 + turn * 101 + purpose
+    """The seed of collection's generate call for (chunk, turn, purpose): `derive_seed`, the one
+    seed scheme of every stage (a chunk's samples do not depend on the other chunks)."""
+    return derive_seed(seed, chunk, turn, purpose)
 
 
 def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy, teacher, chunk=0) -> list[list[dict]]:
@@ -93,10 +98,10 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
             out.append(graded(task, p, [p.solution], "reference"))
         return out
     if cfg.improve == "self":
-        texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, 2, chunk))
+        texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, SELF_IMPROVE, chunk))
         return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts)]
     params = SamplingParams(cfg.teacher_temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens)
-    texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, 3, chunk))
+    texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, TEACHER, chunk))
     from rise.engines import describe
 
     source = f"teacher:{describe(cfg.teacher, cfg.teacher_engine)}"
@@ -112,7 +117,7 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: in
         if not active:
             break
         convs = [cfg.episode.render(p.question, attempts[p.id]) for p in active]
-        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, 1, chunk))
+        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, SAMPLE, chunk))
         cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples)]
         wants = cfg.improve != "none" and (turn > 1 or cfg.improve_first_turn)
         failed = [i for i, c in enumerate(cands) if wants and max(x["reward"] for x in c) < 1.0]
@@ -173,13 +178,18 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     parts = chunked(problems, cfg.chunk_size)
     # a merge run (num_shards 1) also completes any chunk a shard left unfinished
     mine = [i for i in range(len(parts)) if i % cfg.num_shards == cfg.shard_index]
-    for i in tqdm(mine, desc="collect", unit="chunk", disable=not progress):
-        if not store.has("rollouts", i):
-            if policy is None:
-                policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
-                if cfg.improve == "teacher":
-                    teacher = open_backend(cfg.teacher, cfg.teacher_engine)
-            store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i))
+    try:
+        for i in tqdm(mine, desc="collect", unit="chunk", disable=not progress):
+            if not store.has("rollouts", i):
+                if policy is None:
+                    policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
+                    if cfg.improve == "teacher":
+                        teacher = open_backend(cfg.teacher, cfg.teacher_engine)
+                store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i))
+    finally:                      # free the engines (a vLLM engine holds its GPU memory)
+        for backend in (policy, teacher):
+            if backend is not None:
+                backend.close()
     if cfg.num_shards > 1:
         print(f"[rise] collect shard {cfg.shard_index}/{cfg.num_shards}: {len(mine)} chunks in {store.root}")
         return store.root

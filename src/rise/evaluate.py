@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from rise.errors import InputError
-from rise.engines import EngineConfig
+from rise.engines import EngineConfig, derive_seed
 from rise.episodes import Attempt, EpisodeConfig
-from rise.generation import SamplingParams
+from rise.engines.hf import SamplingParams
 
 
 @dataclass
@@ -49,6 +49,9 @@ class EvalConfig:
             raise InputError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
 
+TURN, CRITIQUE = 1, 2           # what an eval generate call is for: the last part of its seed
+
+
 def _response(task, problem, text: str) -> dict:
     g = task.judge(text, problem)
     key = task.normalize(g.answer) if g.answer is not None else None
@@ -65,19 +68,19 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
     from tqdm.auto import tqdm
 
     convs = [cfg.episode.render(p.question, []) for p in problems]
-    seed = cfg.seed + 7919 * chunk
-    first = backend.generate(convs, cfg.parallel, cfg.sampling, seed)
+    first = backend.generate(convs, cfg.parallel, cfg.sampling, derive_seed(cfg.seed, chunk, 1, TURN))
     episodes = []
     for p, texts in zip(problems, first):
         par = [_response(task, p, t) for t in texts]
         episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
         if self_refine:
-            convs = self_refine_states(backend, problems, episodes, cfg, seed + 1000 + turn)
+            convs = self_refine_states(backend, problems, episodes, cfg,
+                                       derive_seed(cfg.seed, chunk, turn, CRITIQUE))
         else:
             convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
                      for p, ep in zip(problems, episodes)]
-        outs = backend.generate(convs, 1, cfg.sampling, seed + turn)
+        outs = backend.generate(convs, 1, cfg.sampling, derive_seed(cfg.seed, chunk, turn, TURN))
         for p, ep, texts in zip(problems, episodes, outs):
             ep["turns"].append(_response(task, p, texts[0]))
     return episodes
@@ -122,19 +125,22 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     for name, model in cfg.models.items():
         rows = [(name, False)] + ([(f"{name}+self-refine", True)] if name in cfg.self_refine else [])
         backend = None
-        for row, refine in rows:
-            t0 = time.perf_counter()
-            eps = []
-            for i, part in enumerate(parts):
-                if not store.has(row, i):
-                    # the model loads only when a chunk is missing (a resumed eval may need none)
-                    backend = backend or open_backend(model, cfg.engine, progress="generate" if progress else False)
-                    store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
-                eps.extend(store.load(row, i))
-            all_eps.extend(eps)
-            results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
-            timings[row] = time.perf_counter() - t0
-        del backend
+        try:
+            for row, refine in rows:
+                t0 = time.perf_counter()
+                eps = []
+                for i, part in enumerate(parts):
+                    if not store.has(row, i):
+                        # the model loads only when a chunk is missing (a resumed eval may need none)
+                        backend = backend or open_backend(model, cfg.engine, progress="generate" if progress else False)
+                        store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
+                    eps.extend(store.load(row, i))
+                all_eps.extend(eps)
+                results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
+                timings[row] = time.perf_counter() - t0
+        finally:                  # one engine at a time: free it before the next model loads
+            if backend is not None:
+                backend.close()
     write_jsonl(out / "episodes.jsonl", all_eps)
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)

@@ -1,6 +1,6 @@
 """Loading and saving causal language models: any Hugging Face hub id or local directory.
 
-`load_model` returns `(model, tokenizer)` ready for `rise.generation` and `rise.train`:
+`load_model` returns `(model, tokenizer)` ready for `rise.engines.hf` and `rise.train`:
 - dtype "auto": bfloat16 on a CUDA GPU that supports it, float32 otherwise (CPU, older GPUs);
 - device "auto": cuda when available, else cpu;
 - the tokenizer must have a chat template (RISE is a multi-turn method and renders every state
@@ -11,6 +11,8 @@
 Errors are one line and name the model. torch and transformers are imported lazily.
 """
 from __future__ import annotations
+
+import functools
 
 import os
 import re
@@ -53,14 +55,37 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo).
+
+    Such a CPU runs a bf16 matmul several times faster than fp32 (bench/precision.py); on others
+    torch emulates bf16 and it is slower, so "auto" stays float32 there. Not Linux: False."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
 def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
-    """A torch dtype: "auto" -> bfloat16 on CUDA GPUs that support it, float32 elsewhere."""
+    """A torch dtype: "auto" -> bfloat16 on CUDA GPUs that support it and on CPUs with native
+    bf16 arithmetic (`cpu_has_fast_bf16`), float32 elsewhere."""
     import torch
 
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if str(device).startswith("cpu") and cpu_has_fast_bf16():
             return torch.bfloat16
         return torch.float32
     try:

@@ -164,7 +164,7 @@ def measure(model: Any, tokenizer: Any, task: Any, cfg: PretrainConfig, progress
     """Turn-1 accuracy and no-answer rate at `eval_temperature` on held-out test problems, and at
     turn 2 after the "incorrect" feedback (context: question, turn-1 attempt, feedback)."""
     from rise.episodes import Attempt, render_state
-    from rise.generation import HFBackend, SamplingParams
+    from rise.engines.hf import HFBackend, SamplingParams
     from rise.prompts import get_preset
 
     problems = task.load("test", limit=cfg.eval_problems)

@@ -56,7 +56,8 @@ def build_probe(model: str, task, problems: Sequence, ev, out_dir: str | Path,
         raise InputError("probe: no problems to build the NLL probe from")
     one = copy.deepcopy(ev)
     one.turns, one.parallel = 1, 1
-    episodes = run_episodes(open_backend(model, ev.engine), task, problems, one, "probe", progress)
+    with open_backend(model, ev.engine) as backend:
+        episodes = run_episodes(backend, task, problems, one, "probe", progress)
     sets = probe_examples(problems, [ep["turns"][0] for ep in episodes], ev.episode)
     if not sets["alone"]:
         raise InputError(f"probe: {model} solved all {len(problems)} probe problems at turn 1; nothing to probe")

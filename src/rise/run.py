@@ -26,7 +26,7 @@ from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS
 from rise.evaluate import EvalConfig
-from rise.generation import SamplingParams
+from rise.engines.hf import SamplingParams
 from rise.pretrain import PretrainConfig
 from rise.train import TrainConfig
 

@@ -488,7 +488,9 @@ class TrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     # fp32 master weights: AdamW updating bf16 weights directly loses most updates at lr 1e-5
     dtype: str = "float32"
-    mixed_precision: str = "auto"    # auto: bf16 autocast on GPUs that support it (unless a launcher sets it)
+    # auto: bf16 autocast (fp32 master weights) on GPUs with bf16 and on CPUs with native bf16
+    # arithmetic (AMX / AVX512-BF16), else none; a launcher's own setting wins
+    mixed_precision: str = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
     chat_template: str | None = None
@@ -509,17 +511,23 @@ class TrainStageConfig:
             raise InputError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
 
 
-def resolve_mixed_precision(setting: str) -> str | None:
-    """`auto` -> bf16 on a CUDA GPU with bf16, else no; None when `accelerate launch` decides."""
+def resolve_mixed_precision(setting: str, cpu: bool = False) -> str | None:
+    """`auto` -> bf16 on a CUDA GPU with bf16, or when training on a CPU with native bf16
+    arithmetic (`rise.modeling.cpu_has_fast_bf16`), else no; None when `accelerate launch`
+    decides. `cpu`: training runs on the CPU even if a GPU is present."""
     import os
 
     import torch
+
+    from rise.modeling import cpu_has_fast_bf16
 
     if setting != "auto":
         return setting
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
         return None
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if torch.cuda.is_available() and not cpu:
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_fast_bf16() else "no"
 
 
 def on_cpu(device: str) -> bool:
@@ -557,8 +565,9 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         raise InputError("train.model: no model to fine-tune")
     if not cfg.rollouts:
         raise InputError("train.rollouts: no rollout file given")
-    mp = resolve_mixed_precision(cfg.mixed_precision)
-    acc = Accelerator(cpu=on_cpu(cfg.device), **({"mixed_precision": mp} if mp else {}))
+    cpu = on_cpu(cfg.device)
+    mp = resolve_mixed_precision(cfg.mixed_precision, cpu)
+    acc = Accelerator(cpu=cpu, **({"mixed_precision": mp} if mp else {}))
     main = acc.is_main_process
     out = Path(out_dir)
     remove_stale_temps(out)

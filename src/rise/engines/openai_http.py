@@ -38,9 +38,52 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rise.generation import SamplingParams, check_request, progress_bar
+from rise.engines.base import BackendBase, SamplingParams, check_request, derive_seed, progress_bar
 
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
+
+
+class OpenAIBackendError(RuntimeError):
+    """A request to the endpoint failed (after retries where retrying made sense)."""
+
+
+def _safe_url(url: str) -> str:
+    """`url` without any user:password@ part (never show credentials)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def chat_completions_url(base_url: str) -> str:
+    """The chat-completions endpoint for a base URL.
+
+    "http://h:8000" and "http://h:8000/v1" (the OpenAI clients' convention) both give
+    "http://h:8000/v1/chat/completions"; a URL already ending in /chat/completions is kept.
+    """
+    if not base_url or "://" not in base_url:
+        raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+    scheme = base_url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"base_url must start with http:// or https://, got {_safe_url(base_url)!r}")
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"base_url must not carry credentials ({_safe_url(base_url)!r}); "
+                         "put the key in an environment variable named by api_key_env")
+    url = base_url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    if url.endswith("/v1"):
+        return url + "/chat/completions"
+    return url + "/v1/chat/completions"
+
+
+def request_seed(seed: int, index: int, part: int) -> int:
+    """The seed of request `part` of conversation `index` in a call seeded `seed`."""
+    return derive_seed(seed, index, part)
 
 
 class OpenAIBackendError(RuntimeError):
@@ -92,8 +135,8 @@ def request_seed(seed: int, index: int, part: int) -> int:
     return int(x & 0x7FFFFFFF)
 
 
-class OpenAIBackend:
-    """`rise.generation.Backend` over an OpenAI-compatible `/v1/chat/completions` endpoint.
+class OpenAIBackend(BackendBase):
+    """`rise.engines.base.Backend` over an OpenAI-compatible `/v1/chat/completions` endpoint.
 
     base_url: "http://host:port" or "http://host:port/v1"; model: the served model name (for
     `transformers serve`, the model directory path). api_key_env: NAME of the environment

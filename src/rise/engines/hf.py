@@ -1,88 +1,41 @@
-"""Sampling from a language model: the `Backend` protocol and `HFBackend`.
+"""`HFBackend`: batched sampling from a Hugging Face causal LM in this process (CPU or GPU).
 
 RISE spends most of its compute here (collection draws several samples for every state of every
-rollout; evaluation runs K parallel samples and T sequential turns), so `HFBackend` has its own
-decode loop instead of calling `model.generate` once per state:
+rollout; evaluation runs K parallel samples and T sequential turns), so `HFBackend` batches every
+state of a call together instead of calling `model.generate` once per state:
 
 - every distinct prompt is rendered with the tokenizer's chat template, tokenised once and
-  prefilled ONCE; its KV cache is then expanded to the n sample rows
-  (`DynamicCache.batch_select_indices` with a repeated index, a gather along the batch axis),
-  and the first token of every row is drawn from the one prefill distribution;
-- prompts are sorted by length and packed into batches of at most `batch_size` rows
-  (prompt x sample), left padded, with an attention mask and position ids that skip the padding
-  (the same ids `generate` builds: cumsum(mask) - 1, padding at 0);
-- finished rows (a stop token drawn) are dropped from the batch and the cache once a quarter of
-  the rows have finished, and the batch stops when all rows have finished (checked every step on
-  CPU, every 4 steps on an accelerator, where each check is a host sync);
+  prefilled ONCE; its KV cache is copied to its n sample rows, and the first token of every row
+  is drawn from the one prefill distribution;
+- prompts are sorted by length, longest first, and decoded `batch_size` rows (prompt x sample) at
+  a time, left padded, with position ids that skip the padding (cumsum(mask) - 1, as `generate`);
+- Llama-family models (Llama, Qwen2, Mistral, SmolLM2, the embedded default) decode on
+  `rise.engines.kv_decode.KVDecoder`: a preallocated KV cache, no per-step allocation, and a
+  finished row's slot refilled at once with the next waiting row (continuous batching);
+- other models decode with transformers' forward and `DynamicCache`: finished rows are dropped
+  from the batch once a quarter have finished (checked every step on CPU, every 4 steps on an
+  accelerator, where each check is a host sync);
 - sampling uses a private `torch.Generator` seeded from `seed` (never the global RNG), so the same
-  seed, inputs and batch size give the same outputs on CPU; temperature 0 is greedy (one row per
+  seed, inputs and batch size give the same outputs on CPU. A token is drawn by the exponential
+  race (argmax of p_i / E_i, E_i ~ Exp(1)), which samples from p exactly and costs one elementwise
+  pass instead of `torch.multinomial`'s cumulative sums; temperature 0 is greedy (one row per
   prompt, copied n times) and top-p keeps the smallest set of tokens whose mass reaches top_p.
 
-`HFBackend(..., use_generate=True)` runs plain `model.generate` instead (for a model whose forward
-the custom loop cannot drive); it reseeds the global RNG inside `torch.random.fork_rng`.
+`HFBackend(..., decoder="generate")` runs plain `model.generate` instead (for a model whose
+forward neither loop can drive); it reseeds the global RNG inside `torch.random.fork_rng`.
 
-torch and transformers are imported lazily: `import rise.generation` is cheap.
+torch and transformers are imported lazily: `import rise.engines.hf` is cheap.
 """
 from __future__ import annotations
 
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
+from rise.engines.base import (BackendBase, SamplingParams, check_request, fill_greedy,
+                               progress_bar, samples_to_draw)
 from rise.errors import InputError
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample: temperature 0 is greedy; top_p 1.0 is plain sampling."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 0:
-            raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-
-class Backend(Protocol):
-    def generate(
-        self, conversations: list[list[dict]], n: int, params: SamplingParams, seed: int
-    ) -> list[list[str]]:
-        """n completions per conversation (assistant text only, end tokens stripped), in order.
-
-        Each conversation is a list of chat messages whose last message is from the user.
-        """
-        ...
-
-
-def check_request(conversations: Sequence, n: int) -> bool:
-    """The argument checks every backend's `generate` shares; False when there is nothing to do."""
-    if n < 1:
-        raise InputError(f"n must be >= 1, got {n}")
-    for i, conv in enumerate(conversations):
-        if not conv:
-            raise InputError(f"conversation {i} has no messages")
-    return bool(conversations)
-
-
-def progress_bar(progress: bool | str, total: int, default_desc: str, unit: str):
-    """A tqdm bar when `progress` is truthy (a string is its description), else None."""
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    desc = progress if isinstance(progress, str) else default_desc
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[dict]) -> str:
@@ -139,13 +92,33 @@ class _Chunk:
     rows: int  # sample rows drawn for it in this chunk
 
 
-class HFBackend:
+DECODERS = ("auto", "kv", "hf", "generate")
+
+
+def sample_tokens(logits, params: SamplingParams, gen):
+    """One token per row of `logits` [B, V] -> [B] (see the module doc: the exponential race)."""
+    import torch
+
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
+        before = sorted_p.cumsum(dim=-1) - sorted_p  # mass of the more likely tokens
+        probs = torch.zeros_like(probs).scatter_(-1, sorted_idx, sorted_p.masked_fill(before >= params.top_p, 0.0))
+    # E = -log U is Exp(1); torch's own exponential_ is ~5x slower on CPU than rand + log
+    race = torch.rand(probs.shape, generator=gen, device=probs.device).log_().neg_()
+    return (probs / race).argmax(dim=-1)
+
+
+class HFBackend(BackendBase):
     """Batched sampling from a Hugging Face causal LM with a chat template (CPU or GPU).
 
-    batch_size bounds the rows (prompt x sample) of every forward pass.  progress: a truthy value
+    batch_size bounds the rows (prompt x sample) decoded at once.  progress: a truthy value
     shows a tqdm bar over conversations (a string is its description).  max_prompt_tokens: longer
-    prompts keep their last max_prompt_tokens tokens (with a warning).  use_generate: call
-    `model.generate` instead of the custom decode loop.
+    prompts keep their last max_prompt_tokens tokens (with a warning).  decoder: "auto" (the KV
+    decoder for Llama-family models, else "hf"), "kv", "hf" (transformers' forward in our loop),
+    "generate" (plain `model.generate`); use_generate=True is decoder="generate".
     """
 
     def __init__(
@@ -156,17 +129,30 @@ class HFBackend:
         progress: bool | str = False,
         max_prompt_tokens: int | None = None,
         use_generate: bool = False,
+        decoder: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if max_prompt_tokens is not None and max_prompt_tokens < 1:
             raise InputError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+        if decoder not in DECODERS:
+            raise InputError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        from rise.engines.kv_decode import KVDecoder, unsupported_reason
+
+        decoder = "generate" if use_generate else decoder
+        reason = unsupported_reason(model)
+        if decoder == "kv" and reason:
+            raise InputError(f"decoder 'kv' cannot run this model: {reason}; use decoder 'hf'")
+        if decoder == "auto":
+            decoder = "hf" if reason else "kv"
+        self.decoder = decoder
+        self._kv = KVDecoder(model) if decoder == "kv" else None
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
         self.max_prompt_tokens = max_prompt_tokens
-        self.use_generate = use_generate
+        self.use_generate = decoder == "generate"
         self.stop_ids = stop_token_ids(tokenizer, model)
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is None:
@@ -183,6 +169,10 @@ class HFBackend:
         self.sync_every: int | None = None
         self.truncated_prompts = 0  # prompts cut to max_prompt_tokens so far
 
+    def close(self) -> None:
+        """Drop the references to the model, so its memory can be freed."""
+        self.model = self._kv = None
+
     # ------------------------------------------------------------------ public API
 
     def generate(
@@ -190,6 +180,8 @@ class HFBackend:
     ) -> list[list[str]]:
         if not check_request(conversations, n):
             return []
+        if self.model is None:
+            raise RuntimeError("this HFBackend was closed")
         import torch
 
         # Distinct prompts, each tokenised and prefilled once.
@@ -202,10 +194,50 @@ class HFBackend:
                 owners.append([])
             owners[uid].append(i)
         prompt_ids = self._encode(list(uid_of))
-        # Sample rows per distinct prompt; greedy rows would be identical: decode one, copy it.
-        need = [1 if params.greedy else n * len(o) for o in owners]
-
+        # greedy rows would be identical: decode one per distinct prompt, copy it
+        need = [samples_to_draw(n, params) * (1 if params.greedy else len(o)) for o in owners]
         order = sorted(range(len(prompt_ids)), key=lambda u: (-len(prompt_ids[u]), u))
+
+        bar = progress_bar(self.progress, len(conversations), "generate", "prompt")
+        model = self.model
+        was_training = bool(getattr(model, "training", False))
+        if was_training:
+            model.eval()
+        try:
+            with torch.inference_mode():
+                gen = torch.Generator(device=model.device)
+                gen.manual_seed(int(seed))
+                if self._kv is not None:
+                    rows = self._kv.run(
+                        [prompt_ids[u] for u in order], [need[u] for u in order],
+                        params.max_new_tokens, self.batch_size, self.stop_ids, self.pad_id,
+                        lambda logits, g: sample_tokens(logits, params, g), gen,
+                        on_done=None if bar is None else (lambda i: bar.update(len(owners[order[i]]))))
+                    results: list[list[list[int]]] = [[] for _ in prompt_ids]
+                    at = 0
+                    for u in order:
+                        results[u] = rows[at:at + need[u]]
+                        at += need[u]
+                else:
+                    results = self._decode_batches(prompt_ids, order, need, owners, params, gen, seed, bar)
+        finally:
+            if was_training:
+                model.train()
+            if bar is not None:
+                bar.close()
+
+        decoded = [
+            self.tokenizer.batch_decode(r, skip_special_tokens=True) if r else [] for r in results
+        ]
+        out: list[list[str]] = [[] for _ in conversations]
+        for uid, conv_ids in enumerate(owners):
+            for j, ci in enumerate(conv_ids):
+                mine = decoded[uid] if params.greedy else decoded[uid][j * n : (j + 1) * n]
+                out[ci] = fill_greedy(mine, n, params)
+        return out
+
+    def _decode_batches(self, prompt_ids, order, need, owners, params, gen, seed, bar):
+        """The transformers-forward loops: rows packed into batches of at most batch_size."""
         chunks: list[_Chunk] = []
         for uid in order:
             left = need[uid]
@@ -219,48 +251,21 @@ class HFBackend:
                 batches[-1].append(ch)
             else:
                 batches.append([ch])
-
         results: list[list[list[int]]] = [[] for _ in prompt_ids]
-        bar = progress_bar(self.progress, len(conversations), "generate", "prompt")
-        model = self.model
-        was_training = bool(getattr(model, "training", False))
-        if was_training:
-            model.eval()
-        try:
-            with torch.inference_mode():
-                device = model.device
-                gen = torch.Generator(device=device)
-                gen.manual_seed(int(seed))
-                for bi, batch in enumerate(batches):
-                    ids = [prompt_ids[c.uid] for c in batch]
-                    reps = [c.rows for c in batch]
-                    if self.use_generate:
-                        rows = self._run_generate(ids, reps, params, int(seed) + bi)
-                    else:
-                        rows = self._run_batch(ids, reps, params, gen)
-                    k = 0
-                    for c in batch:
-                        results[c.uid].extend(rows[k : k + c.rows])
-                        k += c.rows
-                        if bar is not None and len(results[c.uid]) == need[c.uid]:
-                            bar.update(len(owners[c.uid]))
-        finally:
-            if was_training:
-                model.train()
-            if bar is not None:
-                bar.close()
-
-        decoded = [
-            self.tokenizer.batch_decode(r, skip_special_tokens=True) if r else [] for r in results
-        ]
-        out: list[list[str]] = [[] for _ in conversations]
-        for uid, conv_ids in enumerate(owners):
-            for j, ci in enumerate(conv_ids):
-                if params.greedy:
-                    out[ci] = [decoded[uid][0]] * n
-                else:
-                    out[ci] = decoded[uid][j * n : (j + 1) * n]
-        return out
+        for bi, batch in enumerate(batches):
+            ids = [prompt_ids[c.uid] for c in batch]
+            reps = [c.rows for c in batch]
+            if self.use_generate:
+                rows = self._run_generate(ids, reps, params, int(seed) + bi)
+            else:
+                rows = self._run_batch(ids, reps, params, gen)
+            k = 0
+            for c in batch:
+                results[c.uid].extend(rows[k : k + c.rows])
+                k += c.rows
+                if bar is not None and len(results[c.uid]) == need[c.uid]:
+                    bar.update(len(owners[c.uid]))
+        return results
 
     # ------------------------------------------------------------------ helpers
 
@@ -311,20 +316,6 @@ class HFBackend:
             new_cache = out.past_key_values
         return out.logits[:, -1, :], new_cache
 
-    def _sample(self, logits, params: SamplingParams, gen):
-        import torch
-
-        if params.greedy:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
-            before = sorted_p.cumsum(dim=-1) - sorted_p  # mass of the more likely tokens
-            sorted_p = sorted_p.masked_fill(before >= params.top_p, 0.0)
-            pick = torch.multinomial(sorted_p, 1, generator=gen)
-            return sorted_idx.gather(-1, pick).squeeze(-1)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-
     def _run_batch(
         self, prompts: list[list[int]], repeats: list[int], params: SamplingParams, gen
     ) -> list[list[int]]:
@@ -361,7 +352,7 @@ class HFBackend:
         done = torch.zeros(total, dtype=torch.bool, device=device)
         check_every = self.sync_every or (1 if device.type == "cpu" else 4)
         for step in range(params.max_new_tokens):
-            tok = self._sample(logits, params, gen)
+            tok = sample_tokens(logits, params, gen)
             finished = torch.isin(tok, stop)
             tokens[row_ids, step] = torch.where(done | finished, -1, tok)
             done |= finished

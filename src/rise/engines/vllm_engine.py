@@ -22,8 +22,8 @@ import gc
 from typing import Any
 
 from rise.errors import InputError
-from rise.generation import SamplingParams, check_request
-from rise.openai_backend import request_seed
+from rise.engines.base import BackendBase, SamplingParams, check_request, fill_greedy, samples_to_draw
+from rise.engines.openai_http import request_seed
 
 
 def _import_vllm():
@@ -36,8 +36,8 @@ def _import_vllm():
     return vllm
 
 
-class VLLMBackend:
-    """`rise.generation.Backend` on `vllm.LLM` (offline, batched, n samples per prompt).
+class VLLMBackend(BackendBase):
+    """`rise.engines.base.Backend` on `vllm.LLM` (offline, batched, n samples per prompt).
 
     model: hub id or local directory. tensor_parallel_size: GPUs per engine.
     enable_prefix_caching: reuse the KV cache of shared prompt prefixes. gpu_memory_utilization:
@@ -169,7 +169,7 @@ class VLLMBackend:
             raise RuntimeError("this VLLMBackend was closed; call reload(model_path) first")
         if params.max_new_tokens == 0:  # vLLM wants max_tokens >= 1
             return [[""] * n for _ in conversations]
-        k = 1 if params.greedy else n  # greedy samples are identical: decode one, copy it
+        k = samples_to_draw(n, params)
         seeded = self._use_request_seeds()
         sps = [self.sampling_params(k, params, request_seed(seed, i, 0) if seeded else None)
                for i in range(len(conversations))]
@@ -185,5 +185,5 @@ class VLLMBackend:
             texts = [c.text for _, c in comps]
             if len(texts) < k:
                 raise RuntimeError(f"vLLM returned {len(texts)} samples for conversation {i}, expected {k}")
-            result.append(texts[:1] * n if params.greedy else texts[:n])
+            result.append(fill_greedy(texts, n, params))
         return result

@@ -1,4 +1,10 @@
-"""Turn a model setting into a generation backend (the boundary where engines load).
+"""Generation engines: turn a model setting into a `Backend` (the boundary where engines load).
+
+  base          SamplingParams, the Backend protocol, request checks, the greedy copy, seeds
+  hf            HFBackend: transformers in this process (kv_decode: its fast decode loop)
+  vllm_engine   VLLMBackend: vLLM's offline engine
+  openai_http   OpenAIBackend: any OpenAI-compatible server
+Every backend is a context manager: `with open_backend(model, cfg) as b:` frees it at the end.
 
 The engine is chosen by `engine`:
   hf      transformers in this process (CPU or GPU); `model` is a hub id or a local directory;
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rise.engines.base import Backend, SamplingParams, check_request, derive_seed
 from rise.errors import InputError
 
 ENGINES = ("hf", "vllm", "openai")
@@ -21,6 +28,7 @@ ENGINES = ("hf", "vllm", "openai")
 @dataclass
 class EngineConfig:
     engine: str = "hf"               # hf | vllm | openai
+    decoder: str = "auto"            # hf: auto | kv | hf | generate (rise.engines.hf)
     batch_size: int = 64             # hf: rows (prompt x sample) per forward pass
     dtype: str = "auto"              # hf/vllm: auto = bf16 on GPUs that support it, fp32 on CPU
     device: str = "auto"             # hf
@@ -41,6 +49,10 @@ class EngineConfig:
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        from rise.engines.hf import DECODERS
+
+        if self.decoder not in DECODERS:
+            raise InputError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.batch_size <= 0:
             raise InputError(f"batch_size must be > 0, got {self.batch_size}")
         if self.tensor_parallel_size < 1:
@@ -64,15 +76,15 @@ class EngineConfig:
 
 
 def open_backend(model: str, cfg: EngineConfig, progress: bool | str = False):
-    """A `rise.generation.Backend` serving `model` with the engine `cfg.engine`."""
+    """A `rise.engines.base.Backend` serving `model` with the engine `cfg.engine`."""
     if cfg.engine == "openai":
-        from rise.openai_backend import OpenAIBackend
+        from rise.engines.openai_http import OpenAIBackend
 
         return OpenAIBackend(cfg.base_url or "", model, api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
                              max_retries=cfg.max_retries, progress=progress)
     if cfg.engine == "vllm":
-        from rise.vllm_backend import VLLMBackend
+        from rise.engines.vllm_engine import VLLMBackend
 
         chat_template = None
         if cfg.chat_template:
@@ -85,22 +97,26 @@ def open_backend(model: str, cfg: EngineConfig, progress: bool | str = False):
                            dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                            max_model_len=cfg.max_model_len, chat_template=chat_template,
                            progress=progress)
-    from rise.generation import HFBackend
+    from rise.engines.hf import HFBackend
     from rise.modeling import load_model
 
     lm, tok = load_model(model, dtype=cfg.dtype, device=cfg.device,
                          trust_remote_code=cfg.trust_remote_code, chat_template=cfg.chat_template)
-    return HFBackend(lm, tok, batch_size=cfg.batch_size, progress=progress)
+    return HFBackend(lm, tok, batch_size=cfg.batch_size, progress=progress, decoder=cfg.decoder)
 
 
 def describe(model: str, cfg: EngineConfig) -> str:
     """Provenance of a model setting for records: "hf:<model>", "vllm:<model>",
     "openai:<model>@<base_url>" (never a key)."""
     if cfg.engine == "openai":
-        from rise.openai_backend import _safe_url
+        from rise.engines.openai_http import _safe_url
 
         return f"openai:{model}@{_safe_url(cfg.base_url or '')}"
     return f"{cfg.engine}:{model}"
+
+
+__all__ = ["Backend", "ENGINES", "EngineConfig", "SamplingParams", "check_request", "derive_seed",
+           "describe", "open_backend", "set_threads"]
 
 
 def set_threads(n: int | None) -> None:
