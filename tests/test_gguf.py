@@ -251,7 +251,7 @@ def test_lora_adapter_and_merged_checkpoint(converted, tmp_path):
 
     base = AutoModelForCausalLM.from_pretrained(converted)
     with_adapter = PeftModel.from_pretrained(base, adapter).eval()
-    full, tok = load_model(merged, device="cpu")        # the merged checkpoint is a plain model
+    full, tok = load_model(merged, device="cpu", dtype="float32")   # a plain model
     assert not any("lora" in k for k in full.state_dict())
     ids = tok.apply_chat_template(q, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     plain = AutoModelForCausalLM.from_pretrained(converted).eval()
