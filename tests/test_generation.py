@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from itertools import pairwise
 
 import pytest
 
@@ -145,7 +146,7 @@ def test_greedy_equals_generate_and_padding(tok, model):
     backend = HFBackend(model, tok, batch_size=8)
     got = backend.generate(CONVS, n=2, params=SamplingParams(temperature=0, max_new_tokens=max_new), seed=0)
     assert [len(g) for g in got] == [2] * len(CONVS)
-    for conv, outs in zip(CONVS, got):
+    for conv, outs in zip(CONVS, got, strict=True):
         ref = tok.decode(reference_greedy(model, tok, conv, max_new), skip_special_tokens=True)
         assert outs == [ref, ref]
     # Not degenerate: the references differ between prompts.
@@ -198,7 +199,7 @@ def test_rows_finish_at_different_times(tok, monkeypatch):
     convs = [[{"role": "user", "content": f"question {i} " + "z" * (3 * i)}] for i in range(8)]
     got = HFBackend(m, tok, batch_size=8).generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0)
     lengths = set()
-    for conv, (text,) in zip(convs, got):
+    for conv, (text,) in zip(convs, got, strict=True):
         ref = reference_greedy(m, tok, conv, 30, eos=stops)
         lengths.add(len(ref))
         assert text == tok.decode(ref, skip_special_tokens=True)
@@ -212,7 +213,7 @@ def test_rows_finish_at_different_times(tok, monkeypatch):
     flat = [t for s in sampled for t in s]
     assert not any(c in "abcdefghijklmnopqrstuvwxyz" for t in flat for c in t)
     assert len({len(t) for t in flat}) > 1  # rows finished at different times
-    assert any(b < a for a, b in zip(selected, selected[1:]))  # the cache shrank
+    assert any(b < a for a, b in pairwise(selected))  # the cache shrank
 
 
 def test_n_samples_in_order(tok, model):
@@ -223,7 +224,7 @@ def test_n_samples_in_order(tok, model):
     for bs in (64, 3):
         got = HFBackend(model, tok, batch_size=bs).generate(convs, 5, params, seed=1)
         assert [len(g) for g in got] == [5] * len(convs)
-        for conv, outs in zip(convs, got):
+        for conv, outs in zip(convs, got, strict=True):
             ref = tok.decode(reference_greedy(model, tok, conv, 12), skip_special_tokens=True)
             assert outs == [ref] * 5
 

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of every error (also RISE_DEBUG=1)")
         if stage == "pretrain":
             sp.add_argument("--cached", action="store_true",
-                            help="print the shipped or cached base for this config (pretrain into the cache only if none)")
+                            help="print the shipped or cached base for this config "
+                                 "(pretrain into the cache only if none)")
         if stage == "eval":
             sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                             help="model to evaluate (repeatable); PATH alone names it by its folder")
@@ -74,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from rise.config import parse_override
-
     import yaml
+
+    from rise.config import parse_override
 
     out: dict[str, Any] = {}
     for key, value in vars(args).items():

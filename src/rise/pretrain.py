@@ -176,11 +176,11 @@ def measure(model: Any, tokenizer: Any, task: Any, cfg: PretrainConfig, progress
     t0 = time.perf_counter()
     states = [render_state(p.question, [], preset, "incorrect", history=1) for p in problems]
     first = [out[0] for out in backend.generate(states, 1, params, seed=cfg.seed + 1)]
-    graded1 = [task.grade(r, p) for r, p in zip(first, problems)]
+    graded1 = [task.grade(r, p) for r, p in zip(first, problems, strict=True)]
     states2 = [render_state(p.question, [Attempt(r, a, w)], preset, "incorrect", history=1)
-               for p, r, (a, w) in zip(problems, first, graded1)]
+               for p, r, (a, w) in zip(problems, first, graded1, strict=True)]
     second = [out[0] for out in backend.generate(states2, 1, params, seed=cfg.seed + 2)]
-    graded2 = [task.grade(r, p) for r, p in zip(second, problems)]
+    graded2 = [task.grade(r, p) for r, p in zip(second, problems, strict=True)]
     n = len(problems)
     wrong1 = [i for i in range(n) if graded1[i][1] != 1.0]
     same = sum(1 for i in range(n) if graded2[i][0] is not None and graded2[i][0] == graded1[i][0])

@@ -18,18 +18,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rise.errors import InputError
 from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS
+from rise.errors import InputError
 from rise.evaluate import EvalConfig
 from rise.generation import SamplingParams
 from rise.pretrain import PretrainConfig
 from rise.train import TrainConfig
-
 
 # Defaults of the main job, sized for the embedded default on a 2-core CPU (arith solutions are
 # ~50 tokens; the official 1000-token budget would only let a small model ramble). Every field is
@@ -291,9 +291,9 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     for it in range(1, cfg.iterations + 1):
         col, tr = stage_configs(cfg, policy, it, out)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
-        _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings,
+        _stage(f"iter{it}.collect", cdir, col, partial(run_collect, col, cdir, progress), timings,
                [policy, *data_inputs(cfg, "train")])
-        _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings,
+        _stage(f"iter{it}.train", tdir, tr, partial(run_train, tr, tdir, progress), timings,
                [policy, *tr.rollouts, *tr.eval_files.values()])
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
@@ -302,7 +302,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             cl = copy.deepcopy(tr)
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
-            _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings,
+            _stage("classic.train", cldir, cl, partial(run_train, cl, cldir, progress), timings,
                    [base, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
 

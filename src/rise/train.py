@@ -25,8 +25,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rise.errors import InputError
 from rise.convert import ConvertConfig
+from rise.errors import InputError
 
 
 @dataclass
@@ -229,9 +229,8 @@ def weighted_loss_sum(nll, weights):
 # ------------------------------------------------------------------ model setup
 
 def apply_lora(model, cfg: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
     import torch
+    from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
