@@ -53,7 +53,6 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 100            # steps between resumable training states (0: none)
     eval_every: int = 0              # steps between scorings of the eval sets (0: before and after only)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.train_on not in ("last", "all_assistant"):
