@@ -196,7 +196,7 @@ def test_open_backend_dispatches_to_vllm(fake_vllm, tmp_path):
 
 def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'rise\[vllm\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'recursive-introspection\[vllm\]'"):
         VLLMBackend("m")
 
 

@@ -2,7 +2,7 @@
 
 The engine is chosen by `engine`:
   hf      transformers in this process (CPU or GPU); `model` is a hub id or a local directory;
-  vllm    vLLM's offline engine (`pip install rise[vllm]`); `model` is a hub id or a local
+  vllm    vLLM's offline engine (`pip install 'recursive-introspection[vllm]'`); `model` is a hub id or a local
           directory; n samples per prompt, prefix caching, tensor parallelism;
   openai  an OpenAI-compatible HTTP server at `base_url`; `model` is the SERVED model name.
           The API key is read from the environment variable named by `api_key_env` (never put
