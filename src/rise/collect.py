@@ -28,9 +28,9 @@ IMPROVE_MODES = ("none", "reference", "teacher", "self")
 @dataclass
 class CollectConfig:
     policy: str = ""                  # model that rolls out (hub id or local dir)
-    task: str = "arith"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    split: str = "train"
+    task: str = "arith"              # rise.tasks name: arith | gsm8k | math
+    task_options: dict[str, Any] = field(default_factory=dict)  # options of rise.tasks.get_task
+    split: str = "train"             # split the training problems come from
     data_path: str | None = None      # local JSONL/parquet/datasets dir instead of the hub
     limit: int | None = 2000          # training problems
     turns: int = 5                    # k: maximum turns of a rollout
@@ -45,10 +45,12 @@ class CollectConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
     teacher_engine: EngineConfig = field(default_factory=EngineConfig)  # e.g. openai for a served teacher
-    seed: int = 0
+    seed: int = 0                    # sampling seed (per chunk and turn)
     chunk_size: int = 256             # problems per resumable chunk (a restart skips finished chunks)
-    num_shards: int = 1               # data parallel: run shard_index 0..num_shards-1 (one per GPU),
-    shard_index: int = 0              # then once more with num_shards 1 to merge the chunks
+    # data parallel: run shard_index 0..num_shards-1 (one per GPU), then once more with
+    # num_shards 1 to merge the chunks
+    num_shards: int = 1               # processes the problems are split over (1: no sharding / merge)
+    shard_index: int = 0              # which shard this process runs, 0..num_shards-1
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:

@@ -23,17 +23,17 @@ from rise.generation import SamplingParams
 class EvalConfig:
     models: dict[str, str] = field(default_factory=dict)   # name -> hub id or local dir
     self_refine: list[str] = field(default_factory=list)    # models also run with Self-Refine prompting
-    task: str = "arith"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    split: str = "test"
-    data_path: str | None = None
-    limit: int | None = 500
+    task: str = "arith"              # rise.tasks name: arith | gsm8k | math
+    task_options: dict[str, Any] = field(default_factory=dict)  # options of rise.tasks.get_task
+    split: str = "test"              # split the test problems come from
+    data_path: str | None = None     # local JSONL/parquet/datasets dir instead of the hub
+    limit: int | None = 500          # test problems (None: all)
     turns: int = 5                    # T sequential turns
     parallel: int = 5                 # K samples at turn 1
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
-    seed: int = 1234
+    seed: int = 1234                 # sampling seed (per chunk and turn)
     chunk_size: int = 256             # problems per resumable chunk
     # oracle feedback tells the model whether each turn was right: its m1@tT is then no longer a
     # no-oracle figure, so it has to be asked for explicitly

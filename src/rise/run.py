@@ -56,10 +56,10 @@ class RunConfig:
     # analysis (a): score the reference's NLL with and without a wrong attempt in context over
     # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
     nll_probe: int = 0
-    probe_split: str = "validation"
+    probe_split: str = "validation"  # split the NLL probe's problems come from
     threads: int | None = None        # torch CPU threads
     chat_template: str | None = None  # Jinja string or file, for a base whose tokenizer has none
-    seed: int = 0
+    seed: int = 0                    # seeds every stage (iteration k: seed * 1000 + k)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
     convert: ConvertConfig = field(default_factory=ConvertConfig)

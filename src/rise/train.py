@@ -32,25 +32,25 @@ from rise.errors import InputError
 @dataclass
 class TrainConfig:
     lr: float = 1e-5                 # official: 1e-5 for 7B models; small models want more
-    epochs: float = 1.0
+    epochs: float = 1.0              # passes over the examples (when max_steps is None)
     max_steps: int | None = None     # optimizer steps; None = from epochs
     batch_size: int = 16             # examples per optimizer step (official: 1 x 16 accumulation)
     micro_batch_tokens: int = 8192   # padded tokens per forward pass
     warmup_ratio: float = 0.04       # official: 4% warm-up, cosine decay
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    min_lr_ratio: float = 0.0        # the cosine decay ends at lr x this
+    weight_decay: float = 0.0        # AdamW weight decay
+    grad_clip: float = 1.0           # maximum gradient norm (0: no clipping)
     max_length: int = 2048           # longer examples are skipped and counted, never truncated silently
-    seed: int = 0
+    seed: int = 0                    # example order (and LoRA's initial weights)
     train_on: str = "last"           # "last": last assistant turn (RISE); "all_assistant": every assistant turn
     full_logits: bool = False        # compute logits at every position (exact for models with logit soft-capping)
     normalize_weights: bool = False  # divide by the batch's weight sum instead of N
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str = "all-linear"
-    log_every: int = 10
+    lora: bool = False               # train LoRA adapters (peft) instead of every weight
+    lora_r: int = 16                 # LoRA rank
+    lora_alpha: int = 32             # LoRA scale numerator (scale = alpha / r)
+    lora_dropout: float = 0.0        # dropout on the LoRA path
+    lora_target_modules: str = "all-linear"  # modules LoRA wraps (peft target_modules)
+    log_every: int = 10              # optimizer steps between log lines
     save_every: int = 100            # steps between resumable training states (0: none)
     eval_every: int = 0              # steps between scorings of the eval sets (0: before and after only)
 
@@ -487,9 +487,9 @@ class TrainStageConfig:
     # fp32 master weights: AdamW updating bf16 weights directly loses most updates at lr 1e-5
     dtype: str = "float32"
     mixed_precision: str = "auto"    # auto: bf16 autocast on GPUs that support it (unless a launcher sets it)
-    device: str = "auto"
-    trust_remote_code: bool = False
-    chat_template: str | None = None
+    device: str = "auto"             # auto | cpu | mps | cuda | cuda:N
+    trust_remote_code: bool = False  # let transformers run the model repository's own code
+    chat_template: str | None = None  # Jinja string or file, for a model whose tokenizer has none
     eval_files: dict[str, str] = field(default_factory=dict)  # name -> examples JSONL scored over training (rise.probe)
 
     def __post_init__(self):
