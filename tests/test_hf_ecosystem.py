@@ -100,3 +100,44 @@ def test_examples_as_prompt_completion_train_the_last_turn_like_rise(tiny_run, t
         assert messages[0]["content"] not in trl_text  # the question is context, not a target
     assert multi_turn > 0
     assert trainer.train().global_step == 1
+
+
+@pytest.mark.parametrize("stage, title", [("iter1/train", "# RISE fine-tune"),
+                                          ("classic/train", "# Classic SFT baseline of RISE")])
+def test_checkpoint_has_a_model_card(tiny_run, stage, title):
+    """README.md beside the weights: hub metadata, the data with counts and SHA-256, training
+    measures from train_stats.json, and the resolved config (equal to the stage's config.yaml)."""
+    import hashlib
+
+    import yaml
+
+    card = (tiny_run / stage / "checkpoint" / "README.md").read_text(encoding="utf-8")
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "transformers" and "rise" in meta["tags"]
+    assert "base_model" not in meta  # a local base: the Hub's base_model must be a hub id
+    assert title + "\n" in body
+    rollouts = tiny_run / "iter1/collect/rollouts.jsonl"
+    examples = tiny_run / stage / "examples.jsonl"
+    for path in (rollouts, examples):
+        data = path.read_bytes()
+        records = len(data.splitlines())
+        assert f"| {records} | `{hashlib.sha256(data).hexdigest()}` |" in body
+    stats = json.loads((tiny_run / stage / "train_stats.json").read_text())
+    assert f"| optimizer steps | {stats['steps']} |" in body
+    assert f"/ {stats['final_loss']:.4f} |" in body
+    assert "wall" not in body.lower()  # nothing that changes from run to run
+    config = body.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(config) == yaml.safe_load((tiny_run / stage / "config.yaml").read_text())
+
+
+def test_checkpoint_loads_with_from_pretrained_and_generates(tiny_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_run / "iter1/train/checkpoint"
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]

@@ -547,9 +547,10 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
 
     from rise.config import save_config
     from rise.convert import convert, read_rollouts
+    from rise.model_card import checkpoint_card
     from rise.modeling import load_model, save_model
     from rise.probe import read_probe
-    from rise.records import remove_stale_temps, write_json, write_jsonl
+    from rise.records import remove_stale_temps, write_json, write_jsonl, write_text
 
     if not cfg.model:
         raise InputError("train.model: no model to fine-tune")
@@ -589,9 +590,11 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         if cfg.train.lora:
             model.save_pretrained(out / "adapter")
             model = model.merge_and_unload()
-        save_model(model, tok, out / "checkpoint")
         stats["examples_by_turn"] = _count_by(examples, "turn")
         stats["processes"] = acc.num_processes
+        save_model(model, tok, out / "checkpoint")
+        write_text(out / "checkpoint" / "README.md",
+                   checkpoint_card(cfg, stats, out / "examples.jsonl", lora=cfg.train.lora))
         write_json(out / "train_stats.json", stats)
         import shutil
 
