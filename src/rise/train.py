@@ -53,6 +53,9 @@ class TrainConfig:
     log_every: int = 10              # optimizer steps between log lines
     save_every: int = 100            # steps between resumable training states (0: none)
     eval_every: int = 0              # steps between scorings of the eval sets (0: before and after only)
+    # experiment tracking (rise.tracking), offline by default: none | tensorboard | wandb |
+    # trackio | mlflow, or several comma-separated; logs land in the stage's logs/ folder
+    report_to: str = "none"
 
     def __post_init__(self):
         if self.train_on not in ("last", "all_assistant"):
@@ -62,6 +65,9 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise InputError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        from rise.tracking import parse_report_to
+
+        parse_report_to(self.report_to)
 
 
 # ------------------------------------------------------------------ tokenisation
@@ -302,11 +308,11 @@ def mean_nll(net, encoded: list[Encoded], pad_id: int, token_budget: int, device
 
 def _state_fingerprint(cfg: TrainConfig, encoded: list[Encoded]) -> str:
     """What a saved training state must match to be resumed: the config (less its logging and
-    saving cadence) and the tokenised examples."""
+    saving cadence and trackers) and the tokenised examples."""
     import hashlib
     import json
 
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every", "eval_every")}
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every", "eval_every", "report_to")}
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode())
     for e in encoded:
         h.update(repr((e.input_ids, e.trained, e.weight)).encode())
@@ -374,6 +380,8 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     import torch
     from accelerate import Accelerator, DistributedType
 
+    from rise.tracking import log_metrics
+
     acc = accelerator or Accelerator()
     torch.manual_seed(cfg.seed)
     encoded, skipped = encode_examples(tokenizer, examples, cfg)
@@ -400,6 +408,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
             eval_nll["step"].append(at_step)
             for name, enc in evals.items():
                 eval_nll[name].append(mean_nll(net, enc, pad_id, cfg.micro_batch_tokens, acc.device))
+            log_metrics(acc, {f"eval/{name}_nll": eval_nll[name][-1] for name in evals}, at_step)
 
     losses, grad_norms, t0, tokens, trained_tokens = [], [], time.perf_counter(), 0, 0
     start, fp = 0, _state_fingerprint(cfg, encoded)
@@ -409,6 +418,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
         eval_nll = resumed.get("eval_nll") or eval_nll
     score(start)
+    mark = (time.perf_counter(), tokens)  # time and tokens at the last logging step
     bar = tqdm(total=steps, initial=start, desc="train", disable=not (progress and acc.is_main_process), unit="step")
     for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
         if step < start:
@@ -454,6 +464,12 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            now = time.perf_counter()
+            log_metrics(acc, {"train/loss": losses[-1], "train/lr": opt.param_groups[0]["lr"],
+                              "train/grad_norm": grad_norms[-1] if grad_norms else None,
+                              "train/tokens_per_s": (tokens - mark[1]) * world / max(now - mark[0], 1e-9)},
+                        step + 1)
+            mark = (now, tokens)
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             score(step + 1)
         if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
@@ -545,21 +561,23 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
 
     from accelerate import Accelerator
 
-    from rise.config import save_config
+    from rise.config import save_config, to_dict
     from rise.convert import convert, read_rollouts
     from rise.model_card import checkpoint_card
     from rise.modeling import load_model, save_model
     from rise.probe import read_probe
     from rise.records import remove_stale_temps, write_json, write_jsonl, write_text
+    from rise.tracking import accelerator_kwargs, start_tracking
 
     if not cfg.model:
         raise InputError("train.model: no model to fine-tune")
     if not cfg.rollouts:
         raise InputError("train.rollouts: no rollout file given")
     mp = resolve_mixed_precision(cfg.mixed_precision)
-    acc = Accelerator(cpu=on_cpu(cfg.device), **({"mixed_precision": mp} if mp else {}))
-    main = acc.is_main_process
     out = Path(out_dir)
+    acc = Accelerator(cpu=on_cpu(cfg.device), **({"mixed_precision": mp} if mp else {}),
+                      **accelerator_kwargs(cfg.train.report_to, out / "logs"))
+    main = acc.is_main_process
     remove_stale_temps(out)
     records = read_rollouts(cfg.rollouts)
     eval_sets = read_probe(cfg.eval_files) if cfg.eval_files else None
@@ -576,8 +594,11 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     if cfg.train.lora:
         model = apply_lora(model, cfg.train)
     state_dir = out / "train_state"
+    tracking = start_tracking(acc, to_dict(cfg), run_name=str(out))
     stats = fit(model, tok, examples, cfg.train, progress=progress and main, accelerator=acc,
                 state_dir=state_dir, eval_sets=eval_sets)
+    if tracking:
+        acc.end_training()
     acc.wait_for_everyone()
     gathered = gathered_state_dict(acc)  # every process takes part in the gather
     if main:
