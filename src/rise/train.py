@@ -319,50 +319,6 @@ def _state_fingerprint(cfg: TrainConfig, encoded: list[Encoded]) -> str:
     return h.hexdigest()[:16]
 
 
-def save_train_state(acc, state_dir, progress: dict[str, Any]) -> None:
-    """Model, optimizer and RNG states (accelerate's `save_state`, which knows DDP/FSDP/DeepSpeed)
-    plus our progress, written to a temporary folder and renamed into place."""
-    import json
-    import os
-    import shutil
-    from pathlib import Path
-
-    state_dir = Path(state_dir)
-    tmp, old = state_dir.with_name(state_dir.name + ".tmp"), state_dir.with_name(state_dir.name + ".old")
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        with open(tmp / "progress.json", "w") as fh:
-            json.dump(progress, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if state_dir.exists():
-            os.replace(state_dir, old)
-        os.replace(tmp, state_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
-
-
-def load_train_state(acc, state_dir, fingerprint: str) -> dict[str, Any] | None:
-    """The progress of a saved state for this fingerprint (model/optimizer/RNG restored), or None."""
-    import json
-    from pathlib import Path
-
-    state_dir = Path(state_dir)
-    for d in (state_dir, state_dir.with_name(state_dir.name + ".old")):  # .old: killed mid-rename
-        f = d / "progress.json"
-        if f.is_file():
-            progress = json.loads(f.read_text())
-            if progress.get("fingerprint") != fingerprint:
-                return None
-            acc.load_state(str(d))
-            return progress
-    return None
-
-
 def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool = True,
         accelerator=None, state_dir=None, eval_sets: dict[str, list[dict]] | None = None) -> dict[str, Any]:
     """Train `model` in place on weighted examples; returns statistics.
@@ -381,6 +337,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     from accelerate import Accelerator, DistributedType
 
     from rise.tracking import log_metrics
+    from rise.train_state import load_train_state, save_train_state
 
     acc = accelerator or Accelerator()
     torch.manual_seed(cfg.seed)
@@ -568,6 +525,7 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     from rise.probe import read_probe
     from rise.records import remove_stale_temps, write_json, write_jsonl, write_text
     from rise.tracking import accelerator_kwargs, start_tracking
+    from rise.train_state import gathered_state_dict, load_full_state_dict
 
     if not cfg.model:
         raise InputError("train.model: no model to fine-tune")
@@ -622,30 +580,6 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         shutil.rmtree(state_dir, ignore_errors=True)  # the checkpoint is complete: no resume needed
     acc.wait_for_everyone()
     return stats
-
-
-def gathered_state_dict(acc) -> dict[str, Any] | None:
-    """The full weights of the model `fit` trained with `acc`, on the main process, when training
-    was sharded (FSDP, DeepSpeed); None otherwise (the in-memory model already holds them) and on
-    the other processes. Every process must call it. Keys are the causal LM's own."""
-    from accelerate import DistributedType
-
-    if acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED) or not acc._models:
-        return None
-    state = acc.get_state_dict(acc._models[-1])  # the PerExampleNLL wrapper that fit prepared
-    if not acc.is_main_process:
-        return None
-    return {(k[3:] if k.startswith("lm.") else k): v for k, v in state.items()}
-
-
-def load_full_state_dict(model, state: dict[str, Any]) -> None:
-    """Load gathered weights; only tied output embeddings may be missing."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"gathered weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if hasattr(model, "tie_weights"):
-        model.tie_weights()
 
 
 def _count_by(rows: list[dict], key: str) -> dict[str, int]:
