@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    -> venv + install + the main job (`rise run`) on the embedded default
-#   make test   -> venv + install + the test suite
+#   make test   -> venv + install + ruff + the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch is pinned: on these machines 2.13.0 is a CPU wheel on local disk, while an unpinned
@@ -21,7 +21,9 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/rise run --out $(OUT)
 
+# Lint first (ruff: rules and line length in pyproject.toml), then the suite.
 test: setup
+	$(VENV)/bin/ruff check src tests bench
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 clean:

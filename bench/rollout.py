@@ -48,7 +48,13 @@ def find_model(spec: str):
             raise SystemExit(f"--model: {spec} is not a model directory")
         return spec, spec
     try:
-        from rise.pretrain import PretrainConfig, base_model_name, cache_root, is_complete, shipped_base_model
+        from rise.pretrain import (
+            PretrainConfig,
+            base_model_name,
+            cache_root,
+            is_complete,
+            shipped_base_model,
+        )
 
         cfg = PretrainConfig()
         path = shipped_base_model(cfg) or cache_root() / "models" / base_model_name(cfg)
@@ -85,7 +91,8 @@ def count_tokens(tok, texts) -> int:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="auto", help="auto | random | a model directory")
-    ap.add_argument("--gpu-size", default=None, metavar="0.5b", help="a random Qwen2-0.5B-shaped model (bf16) on the GPU")
+    ap.add_argument("--gpu-size", default=None, metavar="0.5b",
+                    help="a random Qwen2-0.5B-shaped model (bf16) on the GPU")
     ap.add_argument("--device", default=None)
     ap.add_argument("--problems", type=int, default=None, help="problems rolled out (default 16 CPU, 8 GPU: "
                     "plain generate runs ~16 decode steps/s there whatever the batch)")
@@ -115,8 +122,8 @@ def main(argv=None) -> str:
     import torch
 
     from rise.engines import EngineConfig
-    from rise.episodes import Attempt, render_state
     from rise.engines.hf import HFBackend, SamplingParams
+    from rise.episodes import Attempt, render_state
     from rise.prompts import get_preset
 
     gpu = bool(args.gpu_size)
@@ -146,7 +153,8 @@ def main(argv=None) -> str:
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=max_new)
     preset = get_preset(args.preset)
     print(f"model: {desc}; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} thread(s)"))
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+             else f", {torch.get_num_threads()} thread(s)"))
     print(f"{n_problems} problems, {args.turns} turns, N={args.samples} samples per state, sampling T=1.0, "
           f"max {max_new} new tokens, HFBackend batch {backend.batch_size} rows")
 
@@ -192,7 +200,7 @@ def main(argv=None) -> str:
         print(f"turn {turn}: {len(convs)} states, ours {n_ours:,} tokens in {best_ours:.2f} s, "
               f"plain {n_plain:,} tokens in {best_plain:.2f} s")
         still = []
-        for p, samples in zip(active, ours):
+        for p, samples in zip(active, ours, strict=True):
             answer, reward = task.grade(samples[0], p)
             attempts[p.id].append(Attempt(samples[0], answer, reward))
             if reward != 1.0 or fixed:

@@ -125,7 +125,8 @@ def format_analyses(extra: dict) -> str:
            "| seed | training, when | after a wrong attempt | question alone | difference |", "|---|---|---|---|---|"]
     for seed, a in extra.items():
         for where, v in a["nll"].items():
-            out.append(f"| {seed} | {where} | {v['multi_turn']:.3f} | {v['alone']:.3f} | {v['multi_minus_alone']:+.3f} |")
+            out.append(f"| {seed} | {where} | {v['multi_turn']:.3f} | {v['alone']:.3f} "
+                       f"| {v['multi_minus_alone']:+.3f} |")
     if not any(a["nll"] for a in extra.values()):
         out.append("| - | not measured (--probe 0) | | | |")
     budgets = next(iter(next(iter(extra.values()))["beyond_pass_at_b"].values()), {})

@@ -26,8 +26,8 @@ def main() -> None:
     import torch
 
     from rise.engines import EngineConfig, open_backend
-    from rise.episodes import EpisodeConfig, with_response
     from rise.engines.hf import SamplingParams
+    from rise.episodes import EpisodeConfig, with_response
     from rise.modeling import load_model
     from rise.pretrain import ensure_base_model
     from rise.run import RunConfig, base_config

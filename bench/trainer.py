@@ -334,8 +334,15 @@ def main(argv=None) -> str:
     import torch
     from accelerate import Accelerator
 
-    from rise.train import (TrainConfig, collate, encode_examples, fit, global_batches, micro_batches,
-                            per_example_nll)
+    from rise.train import (
+        TrainConfig,
+        collate,
+        encode_examples,
+        fit,
+        global_batches,
+        micro_batches,
+        per_example_nll,
+    )
 
     gpu = bool(args.gpu_size)
     device = torch.device(args.device or ("cuda" if gpu else "cpu"))
@@ -365,7 +372,8 @@ def main(argv=None) -> str:
     print(f"model: {'Qwen2-0.5B-shaped, random, bf16' if gpu else f'embedded {args.size!r}, float32'}, "
           f"{params / 1e6:.1f}M parameters (hidden {mc.hidden_size}, {mc.num_hidden_layers} layers, "
           f"vocab {mc.vocab_size}); device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} thread(s)"))
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+             else f", {torch.get_num_threads()} thread(s)"))
     print(f"data: {len(encoded)} RISE examples (preset {args.preset!r}, turns 1-5), {sum(lengths) / len(lengths):.0f} "
           f"tokens on average (min {min(lengths)}, max {max(lengths)}), "
           f"{sum(sum(e.trained) for e in encoded) / len(encoded):.0f} trained; {skipped} skipped; "

@@ -44,7 +44,8 @@ ROLLOUT = {"problem_id": "p", "turn": 1, "messages": [{"role": "user", "content"
 
 ROLLOUT_CASES = {
     "malformed": ("{oops", "{f}:1: malformed JSON"),
-    "missing action": (json.dumps({k: v for k, v in ROLLOUT.items() if k != "action"}), "{f}:1: missing field 'action'"),
+    "missing action": (json.dumps({k: v for k, v in ROLLOUT.items() if k != "action"}),
+                       "{f}:1: missing field 'action'"),
     "turn as string": (json.dumps({**ROLLOUT, "turn": "1"}), "{f}:1: field 'turn' should be int"),
     "reward missing": (json.dumps({**ROLLOUT, "action": {"text": "x"}}), "{f}:1: field 'action.reward'"),
     "bad message": (json.dumps({**ROLLOUT, "messages": [{"role": "robot", "content": "x"}]}), "{f}:1: messages[0]"),

@@ -1,7 +1,7 @@
 """Config: YAML + overrides, unknown keys and bad values rejected with the key named."""
 import pytest
 
-from rise.config import ConfigError, from_dict, parse_override, resolve, set_dotted
+from rise.config import ConfigError, parse_override, resolve, set_dotted
 from rise.run import RunConfig
 
 

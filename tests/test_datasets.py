@@ -14,7 +14,8 @@ import types
 import pytest
 
 from rise.tasks import TaskError, get_task, problem_hash
-from rise.tasks.splits import check_disjoint, in_test, main as splits_main, overlap, split_jsonl
+from rise.tasks.splits import check_disjoint, in_test, overlap, split_jsonl
+from rise.tasks.splits import main as splits_main
 
 # A dataset with its own column names: "Body"/"Ask" question, "Work" worked solution, "Result"
 # numeric answer, "key" ids (an SVAMP-like layout).

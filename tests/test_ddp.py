@@ -115,7 +115,7 @@ def launch(world: int, out: Path, names: list[str], timeout: float = 120) -> dic
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, log in zip(procs, logs):
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, f"worker failed (exit {p.returncode}):\n{log[-4000:]}"
     import torch
 
@@ -131,7 +131,7 @@ def assert_same_weights(got: dict, want: dict, name: str) -> None:
     total, count = 0.0, 0
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=0.03 * LR * steps,
-                                   msg=lambda m: f"{name} {k}: {m}")
+                                   msg=lambda m, k=k: f"{name} {k}: {m}")
         total += float((got[k] - want[k]).abs().sum())
         count += want[k].numel()
     assert total / count < 1e-7, f"{name}: mean weight difference {total / count:.2e}"

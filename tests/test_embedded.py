@@ -10,8 +10,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rise.embedded import (  # noqa: E402
-    CHAT_TEMPLATE, FOLLOW_UPS, SPECIAL_TOKENS, build_model, build_tokenizer, contains_feedback,
-    corpus_texts, count_parameters, model_config, pretraining_conversations,
+    CHAT_TEMPLATE,
+    FOLLOW_UPS,
+    SPECIAL_TOKENS,
+    build_model,
+    build_tokenizer,
+    contains_feedback,
+    corpus_texts,
+    count_parameters,
+    model_config,
+    pretraining_conversations,
 )
 from rise.prompts import get_preset  # noqa: E402
 from rise.tasks.base import Problem  # noqa: E402
@@ -54,7 +62,7 @@ def test_round_trip(tok, text):
 def test_special_tokens_are_single_ids(tok):
     ids = [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
     assert ids == [0, 1, 2, 3, 4]
-    for t, i in zip(SPECIAL_TOKENS, ids):
+    for t, i in zip(SPECIAL_TOKENS, ids, strict=True):
         assert tok(t, add_special_tokens=False)["input_ids"] == [i]
     assert tok.eos_token == "<|end|>" and tok.pad_token == "<|pad|>"
     assert tok.eos_token_id == 3 and tok.pad_token_id == 4
@@ -102,7 +110,7 @@ def test_template_renders_prefixes_for_training(tok):
     ids, mask = tokenize_example(tok, convs[0], train_on="all_assistant")
     full = tok.apply_chat_template(convs[0], tokenize=False)
     assert tok.decode(ids) == full
-    trained = tok.decode([i for i, m in zip(ids, mask) if m])
+    trained = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     assert trained == "".join(m["content"] + "<|end|>\n" for m in convs[0] if m["role"] == "assistant")
 
 

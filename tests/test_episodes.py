@@ -35,7 +35,8 @@ def test_context_window_keeps_most_recent_attempts(history, kept):
     ("incorrect", RIGHT, "The answer is incorrect. Please try again. Here's the question: " + Q),
     ("oracle", WRONG, "Your answer 8 is incorrect. Please try again. Here's the question: " + Q),
     ("oracle", RIGHT, "That is correct."),
-    ("oracle", Attempt("no idea", None, -1.0), "Your answer no answer is incorrect. Please try again. Here's the question: " + Q),
+    ("oracle", Attempt("no idea", None, -1.0),
+     "Your answer no answer is incorrect. Please try again. Here's the question: " + Q),
     ("none", WRONG, "Please answer again. Here's the question: " + Q),
 ])
 def test_feedback_modes(mode, attempt, expected):

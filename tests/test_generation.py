@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from itertools import pairwise
 
 import pytest
 
@@ -121,7 +122,8 @@ def reference_greedy(model, tok, conv, max_new, eos=None):
 
 
 def test_import_is_cheap():
-    code = "import sys, rise.engines.hf, rise.engines; assert 'torch' not in sys.modules; assert 'transformers' not in sys.modules"
+    code = ("import sys, rise.engines.hf, rise.engines; assert 'torch' not in sys.modules; "
+            "assert 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -151,7 +153,7 @@ def test_greedy_equals_generate_and_padding(tok, model, decoder):
     backend = HFBackend(model, tok, decoder=decoder, batch_size=8)
     got = backend.generate(CONVS, n=2, params=SamplingParams(temperature=0, max_new_tokens=max_new), seed=0)
     assert [len(g) for g in got] == [2] * len(CONVS)
-    for conv, outs in zip(CONVS, got):
+    for conv, outs in zip(CONVS, got, strict=True):
         ref = tok.decode(reference_greedy(model, tok, conv, max_new), skip_special_tokens=True)
         assert outs == [ref, ref]
     # Not degenerate: the references differ between prompts.
@@ -170,7 +172,8 @@ def test_greedy_equals_batched_generate(tok, model, decoder):
     for row in seqs[:, enc["input_ids"].shape[1] :].tolist():
         cut = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
         refs.append(tok.decode(row[:cut], skip_special_tokens=True))
-    got = HFBackend(model, tok, decoder=decoder).generate(CONVS, 1, SamplingParams(temperature=0, max_new_tokens=max_new), 0)
+    greedy = SamplingParams(temperature=0, max_new_tokens=max_new)
+    got = HFBackend(model, tok, decoder=decoder).generate(CONVS, 1, greedy, 0)
     assert [g[0] for g in got] == refs
 
 
@@ -202,9 +205,10 @@ def test_rows_finish_at_different_times(tok, monkeypatch, decoder):
     stops = [tok.eos_token_id] + letter_ids(tok)
     m.generation_config.eos_token_id = stops
     convs = [[{"role": "user", "content": f"question {i} " + "z" * (3 * i)}] for i in range(8)]
-    got = HFBackend(m, tok, decoder=decoder, batch_size=8).generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0)
+    greedy = SamplingParams(temperature=0, max_new_tokens=30)
+    got = HFBackend(m, tok, decoder=decoder, batch_size=8).generate(convs, 1, greedy, 0)
     lengths = set()
-    for conv, (text,) in zip(convs, got):
+    for conv, (text,) in zip(convs, got, strict=True):
         ref = reference_greedy(m, tok, conv, 30, eos=stops)
         lengths.add(len(ref))
         assert text == tok.decode(ref, skip_special_tokens=True)
@@ -219,7 +223,7 @@ def test_rows_finish_at_different_times(tok, monkeypatch, decoder):
     assert not any(c in "abcdefghijklmnopqrstuvwxyz" for t in flat for c in t)
     assert len({len(t) for t in flat}) > 1  # rows finished at different times
     if decoder == "hf":
-        assert any(b < a for a, b in zip(selected, selected[1:]))  # the cache shrank
+        assert any(b < a for a, b in pairwise(selected))  # the cache shrank
 
 
 def test_n_samples_in_order(tok, model, decoder):
@@ -230,7 +234,7 @@ def test_n_samples_in_order(tok, model, decoder):
     for bs in (64, 3):
         got = HFBackend(model, tok, decoder=decoder, batch_size=bs).generate(convs, 5, params, seed=1)
         assert [len(g) for g in got] == [5] * len(convs)
-        for conv, outs in zip(convs, got):
+        for conv, outs in zip(convs, got, strict=True):
             ref = tok.decode(reference_greedy(model, tok, conv, 12), skip_special_tokens=True)
             assert outs == [ref] * 5
 
@@ -238,7 +242,8 @@ def test_n_samples_in_order(tok, model, decoder):
 def test_tiny_top_p_is_greedy(tok, model, decoder):
     params = SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=12)
     got = HFBackend(model, tok, decoder=decoder).generate(CONVS, 3, params, seed=5)
-    greedy = HFBackend(model, tok, decoder=decoder).generate(CONVS, 3, SamplingParams(temperature=0, max_new_tokens=12), 0)
+    greedy = HFBackend(model, tok, decoder=decoder).generate(
+        CONVS, 3, SamplingParams(temperature=0, max_new_tokens=12), 0)
     assert got == greedy
 
 
@@ -371,7 +376,7 @@ def test_kv_decoder_refills_finished_slots(tok, monkeypatch):
     backend = HFBackend(m, tok, batch_size=3, decoder="kv")
     got = backend.generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=20), 0)
     lengths = set()
-    for conv, (text,) in zip(convs, got):
+    for conv, (text,) in zip(convs, got, strict=True):
         ref = reference_greedy(m, tok, conv, 20, eos=stops)
         lengths.add(len(ref))
         assert text == tok.decode(ref, skip_special_tokens=True)

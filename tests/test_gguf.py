@@ -212,7 +212,7 @@ def test_missing_gguf_package_is_one_line(tmp_path, capsys, monkeypatch):
                         lambda name, *a: None if name == "gguf" else real(name, *a))
     (tmp_path / "x.gguf").write_bytes(b"GGUF")
     err = _error(capsys, ["convert-gguf", "--gguf", str(tmp_path / "x.gguf"), "--out", str(tmp_path / "o")])
-    assert "needs the `gguf` package" in err and "rise[gguf]" in err
+    assert "needs the `gguf` package" in err and "recursive-introspection[gguf]" in err
 
 
 def test_package_dir_does_not_import_the_package(tmp_path, monkeypatch):

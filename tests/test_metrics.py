@@ -1,9 +1,19 @@
 """Metrics on hand-built episodes; expected values are worked out by hand in the comments."""
 import pytest
 
-from rise.metrics import (TIE_RULE, accuracy_after_wrong, bootstrap_ci, cumulative_oracle_accuracy,
-                          episode_metrics, flip_counts, majority_correct, majority_vote,
-                          metrics_by_model, pass_at, turn_accuracy)
+from rise.metrics import (
+    TIE_RULE,
+    accuracy_after_wrong,
+    bootstrap_ci,
+    cumulative_oracle_accuracy,
+    episode_metrics,
+    flip_counts,
+    majority_correct,
+    majority_vote,
+    metrics_by_model,
+    pass_at,
+    turn_accuracy,
+)
 
 GOLD = "5"
 

@@ -8,7 +8,12 @@ pytest.importorskip("transformers")
 
 from rise.embedded import build_model, build_tokenizer  # noqa: E402
 from rise.modeling import (  # noqa: E402
-    is_plausible_hub_id, load_model, read_chat_template, resolve_device, resolve_dtype, save_model,
+    is_plausible_hub_id,
+    load_model,
+    read_chat_template,
+    resolve_device,
+    resolve_dtype,
+    save_model,
 )
 
 torch.set_num_threads(1)

@@ -21,9 +21,12 @@ from pathlib import Path
 import pytest
 
 from rise.engines import EngineConfig, describe, open_backend
-from rise.engines.hf import SamplingParams
+from rise.engines.base import SamplingParams
 from rise.engines.openai_http import (
-    OpenAIBackend, OpenAIBackendError, chat_completions_url, request_seed,
+    OpenAIBackend,
+    OpenAIBackendError,
+    chat_completions_url,
+    request_seed,
 )
 
 KEY_ENV = "RISE_TEST_OPENAI_KEY"
@@ -266,7 +269,7 @@ def test_server_that_ignores_n(server, planted_key):
     out = b.generate(CONVS, 3, SamplingParams(), seed=0)
     assert [len(o) for o in out] == [3, 3, 3]
     assert b.honours_n is False
-    for o, conv in zip(out, CONVS):
+    for o, conv in zip(out, CONVS, strict=True):
         assert all(t.startswith(conv[-1]["content"] + "|") for t in o)
         assert len(set(o)) == 3  # each extra request has its own seed
     first = len(script.requests)

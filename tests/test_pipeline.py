@@ -102,7 +102,8 @@ def test_sharded_collect_then_merge_equals_one_process(tiny_model, tmp_path):
             "--sampling.max_new_tokens", "8", *TINY]
     assert main(["collect", *args, "--out", str(tmp_path / "one")]) == 0
     for k in range(3):
-        assert main(["collect", *args, "--num_shards", "3", "--shard_index", str(k), "--out", str(tmp_path / "sh")]) == 0
+        shard = ["--num_shards", "3", "--shard_index", str(k), "--out", str(tmp_path / "sh")]
+        assert main(["collect", *args, *shard]) == 0
     assert not (tmp_path / "sh" / "rollouts.jsonl").exists()
     assert main(["collect", *args, "--out", str(tmp_path / "sh")]) == 0   # merge: loads no model
     assert (tmp_path / "sh" / "rollouts.jsonl").read_bytes() == (tmp_path / "one" / "rollouts.jsonl").read_bytes()

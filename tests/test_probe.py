@@ -17,7 +17,7 @@ def test_probe_keeps_wrong_first_attempts_with_a_reference():
     ep = EpisodeConfig()
     sets = probe_examples(problems, first, ep)
     assert [r["problem_id"] for r in sets["alone"]] == ["p0", "p3"] == [r["problem_id"] for r in sets["multi_turn"]]
-    for alone, multi, wrong in zip(sets["alone"], sets["multi_turn"], ("#### 5", "no idea")):
+    for alone, multi, wrong in zip(sets["alone"], sets["multi_turn"], ("#### 5", "no idea"), strict=True):
         assert alone["messages"][-1] == multi["messages"][-1] == {"role": "assistant", "content": "2 + 2 = 4\n#### 4"}
         assert len(alone["messages"]) == 2
         # question, the wrong attempt, the feedback line, then the reference

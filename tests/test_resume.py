@@ -17,7 +17,8 @@ ARTIFACTS = ("iter1/collect/rollouts.jsonl", "iter1/train/examples.jsonl", "eval
 
 def argv(model, out):
     sets = ["collect.limit=8", "collect.turns=2", "collect.chunk_size=2", "collect.sampling.max_new_tokens=24",
-            "train.max_steps=6", "train.batch_size=2", "train.save_every=2", "eval.limit=6", "eval.turns=2", "eval.parallel=2",
+            "train.max_steps=6", "train.batch_size=2", "train.save_every=2",
+            "eval.limit=6", "eval.turns=2", "eval.parallel=2",
             "eval.chunk_size=2", "eval.sampling.max_new_tokens=24"]
     return [sys.executable, "-m", "rise.cli", "run", "--base", model, "--out", str(out), "--threads", "1",
             "--quiet", *[x for s in sets for x in ("--set", s)]]

@@ -48,7 +48,8 @@ def test_an_empty_data_file_fails_before_any_chunk(tmp_path, capsys):
 def test_summary_header_has_each_metric_once(capsys):
     from rise.run import print_summary
 
-    print_summary({"m": {"K": 1, "T": 1, "m1@t1": 0.5, "p1@t1": 0.5, "turn_acc": [0.5]}}, {}, __import__("pathlib").Path("e"))
+    summary = {"m": {"K": 1, "T": 1, "m1@t1": 0.5, "p1@t1": 0.5, "turn_acc": [0.5]}}
+    print_summary(summary, {}, __import__("pathlib").Path("e"))
     header = capsys.readouterr().out.strip().splitlines()[0].split()
     assert header.count("m1@t1") == 1 and header.count("p1@t1") == 1
 

@@ -1,12 +1,23 @@
 """Trainer: target-only masking, and the weighted loss equal to its unbatched definition."""
 import copy
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from rise.episodes import with_response  # noqa: E402
-from rise.train import (TrainConfig, collate, encode_examples, fit, global_batches,  # noqa: E402
-                        lr_at, micro_batches, per_example_nll, render, tokenize_example)
+from rise.train import (  # noqa: E402
+    TrainConfig,
+    collate,
+    encode_examples,
+    fit,
+    global_batches,
+    lr_at,
+    micro_batches,
+    per_example_nll,
+    render,
+    tokenize_example,
+)
 
 TEXTS = ["Tom has 3 apples and buys 4 more. How many apples?", "3 + 4 = 7\n#### 7",
          "Sue had 12 pens and lost 5.", "12 - 5 = 7\n#### 7", "The answer is incorrect. Please try again."]
@@ -41,14 +52,14 @@ def test_only_the_last_assistant_turn_is_trained(tiny):
     prompt = render(tok, msgs[:-1], add_generation_prompt=True)
     n_prompt = sum(1 for m in mask if not m)
     assert tok.decode(ids[:n_prompt]) == prompt
-    assert tok.decode([i for i, m in zip(ids, mask) if m]).startswith(TEXTS[3] + "<|end|>")
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]).startswith(TEXTS[3] + "<|end|>")
     assert all(mask[n_prompt:]) and not any(mask[:n_prompt])
 
 
 def test_all_assistant_trains_every_assistant_turn(tiny):
     _, tok = tiny
     ids, mask = tokenize_example(tok, examples()[1]["messages"], "all_assistant")
-    trained = tok.decode([i for i, m in zip(ids, mask) if m])
+    trained = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     assert "12 - 5 = 8" in trained and "12 - 5 = 7" in trained and "Sue" not in trained
 
 
@@ -87,7 +98,7 @@ def test_micro_batched_loss_and_grads_equal_the_definition(tiny, budget, full_lo
         loss.backward()
         total += float(loss.detach())
     assert total == pytest.approx(float(ref), rel=1e-5)
-    for g, r in zip((p.grad for p in model.parameters()), ref_grads):
+    for g, r in zip((p.grad for p in model.parameters()), ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
@@ -134,7 +145,8 @@ def test_eval_sets_are_scored_before_during_and_after_training(tiny):
     with torch.no_grad():
         before = per_example_nll(model, ids, attn, tmask).mean().item()
     # mean_nll micro-batches; it must equal the plain mean over examples
-    assert mean_nll(nll_module(model, False), enc, tok.pad_token_id, 16, model.device) == pytest.approx(before, rel=1e-5)
+    got = mean_nll(nll_module(model, False), enc, tok.pad_token_id, 16, model.device)
+    assert got == pytest.approx(before, rel=1e-5)
     cfg = TrainConfig(lr=3e-3, max_steps=10, batch_size=2, warmup_ratio=0, eval_every=4)
     stats = fit(model, tok, examples()[:2] * 4, cfg, progress=False, eval_sets=held)
     curve = stats["eval_nll"]

@@ -63,7 +63,7 @@ class FakeEngine:
         self.calls.append((messages, dict(sampling_params=sampling_params, use_tqdm=use_tqdm, **kwargs)))
         assert isinstance(sampling_params, list) and len(sampling_params) == len(messages)
         outs = []
-        for conv, sp in zip(messages, sampling_params):
+        for conv, sp in zip(messages, sampling_params, strict=True):
             comps = [FakeCompletion(j, f"{conv[-1]['content']}/{sp.seed}/{j}") for j in range(sp.n)]
             outs.append(FakeRequestOutput(list(reversed(comps))))  # not in index order
         return outs
@@ -196,7 +196,7 @@ def test_open_backend_dispatches_to_vllm(fake_vllm, tmp_path):
 
 def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'rise\[vllm\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'recursive-introspection\[vllm\]'"):
         VLLMBackend("m")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from itertools import pairwise
 
 EDIT_BINS = (0.0, 0.05, 0.2, 0.5, 1.0)   # edit fraction bins: identical | small fix | partial | rewrite
 
@@ -34,7 +35,7 @@ def edit_sizes(episodes: Sequence[dict], bins: Sequence[float] = EDIT_BINS) -> d
     after_wrong, fixed = [], []
     for ep in episodes:
         turns = ep["turns"]
-        for a, b in zip(turns, turns[1:]):
+        for a, b in pairwise(turns):
             if a["reward"] == 1.0:
                 continue
             frac = edit_fraction(a["text"], b["text"])
@@ -50,13 +51,13 @@ def edit_sizes(episodes: Sequence[dict], bins: Sequence[float] = EDIT_BINS) -> d
 
 def histogram(values: Sequence[float], bins: Sequence[float]) -> dict[str, float]:
     """Share of `values` per bin: [0, 0] exactly-zero, then (lo, hi] for consecutive bin edges."""
-    labels = [bin_label(0.0, 0.0)] + [bin_label(lo, hi) for lo, hi in zip(bins, bins[1:])]
+    labels = [bin_label(0.0, 0.0)] + [bin_label(lo, hi) for lo, hi in pairwise(bins)]
     counts = dict.fromkeys(labels, 0)
     for v in values:
         if v == 0.0:
             counts[labels[0]] += 1
             continue
-        for (lo, hi), label in zip(zip(bins, bins[1:]), labels[1:]):
+        for (lo, hi), label in zip(pairwise(bins), labels[1:], strict=True):
             if lo < v <= hi:
                 counts[label] += 1
                 break

@@ -32,17 +32,52 @@ def _config_class(stage: str):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
-    from rise.config import flag_names
+    """One flag per leaf config field, grouped by config section, each with the field's source
+    comment and its default (for `rise run`, the defaults the run really gives each stage)."""
+    from rise.config import flag_specs
 
-    group = parser.add_argument_group("config fields (see --config / --set)")
-    for name, tp in flag_names(cls):
-        origin = typing.get_origin(tp)
-        if name in RESERVED:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in flag_specs(cls):
+        if spec.name in RESERVED:
             continue
-        kw: dict[str, Any] = {"dest": f"cfg:{name}", "default": argparse.SUPPRESS, "metavar": "V"}
-        if origin is list:
+        if spec.section not in groups:
+            title = f"{spec.section} settings" if spec.section else "settings"
+            about = spec.section_doc if spec.section else "config fields; also --config / --set"
+            groups[spec.section] = parser.add_argument_group(title, about.replace("%", "%%") or None)
+        kw: dict[str, Any] = {"dest": f"cfg:{spec.name}", "default": argparse.SUPPRESS,
+                              "metavar": _metavar(spec.type), "help": _flag_help(spec)}
+        if typing.get_origin(spec.type) is list:
             kw["nargs"] = "+"
-        group.add_argument(f"--{name}", **kw)
+        groups[spec.section].add_argument(f"--{spec.name}", **kw)
+
+
+def _metavar(tp) -> str:
+    """INT, FLOAT, STR, BOOL, LIST or MAP from a field's annotation (Optional unwrapped)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args and typing.get_origin(tp) not in (list, dict):
+        tp = args[0]
+    origin = typing.get_origin(tp) or tp
+    names = {int: "INT", float: "FLOAT", str: "STR", bool: "BOOL", list: "ITEM", dict: "MAP"}
+    return names.get(origin, "V")
+
+
+def _flag_help(spec) -> str:
+    """The field's comment and its default as YAML would write it (argparse needs % doubled)."""
+    import json
+
+    value = spec.default
+    if value is None:
+        shown = "null"
+    elif isinstance(value, bool):
+        shown = str(value).lower()
+    elif isinstance(value, str):
+        shown = value if value else '""'
+    elif isinstance(value, (list, dict)):
+        shown = json.dumps(value)
+    else:
+        shown = str(value)
+    text = f"{spec.help} (default: {shown})" if spec.help else f"default: {shown}"
+    return text.replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the traceback of every error, bad input included (also RISE_DEBUG=1)")
     sub = p.add_subparsers(dest="stage", required=True)
     for stage, (_, _, help_) in STAGES.items():
-        sp = sub.add_parser(stage, help=help_, description=help_)
+        sp = sub.add_parser(stage, help=help_, description=help_, usage=f"rise {stage} [options]")
         sp.add_argument("--config", help="YAML file with this stage's config")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key (dotted), value parsed as YAML; repeatable")
@@ -62,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of every error (also RISE_DEBUG=1)")
         if stage == "pretrain":
             sp.add_argument("--cached", action="store_true",
-                            help="print the shipped or cached base for this config (pretrain into the cache only if none)")
+                            help="print the shipped or cached base for this config "
+                                 "(pretrain into the cache only if none)")
         if stage == "eval":
             sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                             help="model to evaluate (repeatable); PATH alone names it by its folder")
@@ -74,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from rise.config import parse_override
-
     import yaml
+
+    from rise.config import parse_override
 
     out: dict[str, Any] = {}
     for key, value in vars(args).items():
@@ -126,8 +162,8 @@ def _is_user_error(e: Exception) -> bool:
     """Bad input a user can fix (rise's `InputError`: config, data, model paths) or an endpoint
     that failed after retries; these get one line. Anything else (a KeyError inside `fit`, a
     library's ValueError) is a bug and keeps its traceback."""
-    from rise.errors import InputError
     from rise.engines.openai_http import OpenAIBackendError
+    from rise.errors import InputError
 
     return isinstance(e, (InputError, OpenAIBackendError))
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rise.errors import InputError
 from rise.engines import EngineConfig, derive_seed
-from rise.episodes import Attempt, EpisodeConfig
 from rise.engines.hf import SamplingParams
+from rise.episodes import Attempt, EpisodeConfig
+from rise.errors import InputError
 
 IMPROVE_MODES = ("none", "reference", "teacher", "self")
 
@@ -28,9 +28,9 @@ IMPROVE_MODES = ("none", "reference", "teacher", "self")
 @dataclass
 class CollectConfig:
     policy: str = ""                  # model that rolls out (hub id or local dir)
-    task: str = "arith"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    split: str = "train"
+    task: str = "arith"              # rise.tasks name: arith | gsm8k | math
+    task_options: dict[str, Any] = field(default_factory=dict)  # options of rise.tasks.get_task
+    split: str = "train"             # split the training problems come from
     data_path: str | None = None      # local JSONL/parquet/datasets dir instead of the hub
     limit: int | None = 2000          # training problems
     turns: int = 5                    # k: maximum turns of a rollout
@@ -45,10 +45,12 @@ class CollectConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
     teacher_engine: EngineConfig = field(default_factory=EngineConfig)  # e.g. openai for a served teacher
-    seed: int = 0
+    seed: int = 0                    # sampling seed (per chunk and turn)
     chunk_size: int = 256             # problems per resumable chunk (a restart skips finished chunks)
-    num_shards: int = 1               # data parallel: run shard_index 0..num_shards-1 (one per GPU),
-    shard_index: int = 0              # then once more with num_shards 1 to merge the chunks
+    # data parallel: run shard_index 0..num_shards-1 (one per GPU), then once more with
+    # num_shards 1 to merge the chunks
+    num_shards: int = 1               # processes the problems are split over (1: no sharding / merge)
+    shard_index: int = 0              # which shard this process runs, 0..num_shards-1
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:
@@ -99,13 +101,13 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
         return out
     if cfg.improve == "self":
         texts = policy.generate(convs, cfg.best_of, cfg.sampling, call_seed(cfg.seed, turn, SELF_IMPROVE, chunk))
-        return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts)]
+        return [graded(task, p, ts, f"self@{cfg.best_of}") for p, ts in zip(problems, texts, strict=True)]
     params = SamplingParams(cfg.teacher_temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens)
     texts = teacher.generate(convs, cfg.best_of, params, call_seed(cfg.seed, turn, TEACHER, chunk))
     from rise.engines import describe
 
     source = f"teacher:{describe(cfg.teacher, cfg.teacher_engine)}"
-    return [graded(task, p, ts, source) for p, ts in zip(problems, texts)]
+    return [graded(task, p, ts, source) for p, ts in zip(problems, texts, strict=True)]
 
 
 def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: int = 0) -> list[dict]:
@@ -118,16 +120,16 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: in
             break
         convs = [cfg.episode.render(p.question, attempts[p.id]) for p in active]
         samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, SAMPLE, chunk))
-        cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples)]
+        cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples, strict=True)]
         wants = cfg.improve != "none" and (turn > 1 or cfg.improve_first_turn)
         failed = [i for i, c in enumerate(cands) if wants and max(x["reward"] for x in c) < 1.0]
         if failed:
             extra = improved_candidates(cfg, task, [active[i] for i in failed], [convs[i] for i in failed],
                                         turn, policy, teacher, chunk)
-            for i, more in zip(failed, extra):
+            for i, more in zip(failed, extra, strict=True):
                 cands[i] = cands[i] + more
         still = []
-        for p, conv, c in zip(active, convs, cands):
+        for p, conv, c in zip(active, convs, cands, strict=True):
             action = c[best_index(c)]
             on_policy = c[best_index(c[: cfg.samples])]
             nxt = action if cfg.continue_with == "action" else on_policy
@@ -161,10 +163,10 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
     from tqdm.auto import tqdm
 
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
     from rise.config import to_dict
     from rise.engines import open_backend
     from rise.records import write_json, write_jsonl
+    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
 
     if not cfg.policy:
         raise InputError("collect.policy: no policy model given")

@@ -185,12 +185,87 @@ def save_config(path: str | os.PathLike, cfg) -> None:
 
 def flag_names(cls, prefix: str = "") -> list[tuple[str, Any]]:
     """Every leaf field of a (nested) dataclass as (dotted name, annotation); for CLI flags."""
-    out = []
+    return [(spec.name, spec.type) for spec in flag_specs(cls, prefix)]
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagSpec:
+    """One leaf config field as the CLI shows it."""
+
+    name: str        # dotted key, e.g. "sampling.temperature"
+    section: str     # dotted section it belongs to ("" for the top level)
+    type: Any        # the annotation
+    default: Any     # the value a run gets when nothing sets it (parent defaults included)
+    help: str        # the field's source comment ("" when it has none)
+    section_doc: str = ""  # first line of the section class's docstring, if it has one
+
+
+def flag_specs(cls, prefix: str = "", default=None) -> list[FlagSpec]:
+    """Every leaf field of a (nested) dataclass with its default and help text, in source order.
+
+    Defaults come from an instance (`cls()` unless given), so a section whose parent sets other
+    defaults (RunConfig's `collect`) shows the values a run really gets."""
     hints = _hints(cls)
+    if default is None:
+        try:
+            default = cls()
+        except (TypeError, ValueError):
+            default = None
+    docs = field_comments(cls)
+    doc = class_summary(cls) if prefix else ""
+    out = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        value = getattr(default, f.name, None) if default is not None else None
         if dataclasses.is_dataclass(tp):
-            out.extend(flag_names(tp, f"{prefix}{f.name}."))
+            out.extend(flag_specs(tp, f"{prefix}{f.name}.", value))
         else:
-            out.append((f"{prefix}{f.name}", tp))
+            out.append(FlagSpec(f"{prefix}{f.name}", prefix.rstrip("."), tp, value,
+                                docs.get(f.name, ""), doc))
+    return out
+
+
+def class_summary(cls) -> str:
+    """The first line of a class's own docstring ("" for dataclass's generated signature)."""
+    doc = (cls.__doc__ or "").strip()
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return ""
+    return doc.splitlines()[0]
+
+
+def field_comments(cls) -> dict[str, str]:
+    """Each dataclass field's comment in the source: the comment at the end of its line, else the
+    comment lines right above it. The comments are the documentation of the config keys, so
+    `--help` reads them instead of a second copy kept in field metadata."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (a frozen app, a class made at run time)
+        return {}
+    comments: dict[int, str] = {}
+    code_lines: set[int] = set()
+    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENDMARKER)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        elif tok.type not in skip:
+            code_lines.update(range(tok.start[0], tok.end[0] + 1))
+    out = {}
+    for node in ast.parse(source).body[0].body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        text = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        if not text:
+            line = node.lineno - 1
+            while line in comments and line not in code_lines:
+                text.insert(0, comments[line])
+                line -= 1
+        if text:
+            out[node.target.id] = " ".join(text)
     return out

@@ -9,8 +9,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rise.errors import InputError
 from rise.episodes import with_response
+from rise.errors import InputError
 from rise.weighting import keep_turn, rwr_weight
 
 
@@ -66,7 +66,8 @@ def validate_rollout(rec: dict, where: str) -> dict:
         if not isinstance(value, types) or isinstance(value, bool):
             raise InputError(f"{where}: field 'action.{name}' missing or not {types[0].__name__}")
     for i, m in enumerate(rec["messages"]):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
+        if (not isinstance(m, dict) or not isinstance(m.get("content"), str)
+                or m.get("role") not in ("system", "user", "assistant")):
             raise InputError(f"{where}: messages[{i}] is not a chat message with role and content")
     return rec
 

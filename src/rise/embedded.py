@@ -27,7 +27,7 @@ PAD_TOKEN = "<|pad|>"
 # Qwen2Tokenizer's split regex (transformers, models/qwen2/tokenization_qwen2.py): every digit is
 # a piece of its own.
 PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 - copied whole from Qwen2Tokenizer
 )
 
 # Each message: "<|role|>\n{content}<|end|>\n"; the generation prompt is "<|assistant|>\n".

@@ -12,7 +12,6 @@ require user/assistant alternation (the official code, on FastChat templates, al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rise.errors import InputError
 from rise.prompts import FEEDBACK_MODES, PromptPreset
@@ -31,13 +30,6 @@ class Attempt:
     @property
     def correct(self) -> bool:
         return self.reward == 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.response, "answer": self.answer, "reward": self.reward}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Attempt":
-        return cls(response=d["text"], answer=d.get("answer"), reward=float(d["reward"]))
 
 
 def feedback_text(preset: PromptPreset, mode: str, question: str, attempt: Attempt) -> str:

@@ -13,27 +13,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rise.errors import InputError
 from rise.engines import EngineConfig, derive_seed
-from rise.episodes import Attempt, EpisodeConfig
 from rise.engines.hf import SamplingParams
+from rise.episodes import Attempt, EpisodeConfig
+from rise.errors import InputError
 
 
 @dataclass
 class EvalConfig:
     models: dict[str, str] = field(default_factory=dict)   # name -> hub id or local dir
     self_refine: list[str] = field(default_factory=list)    # models also run with Self-Refine prompting
-    task: str = "arith"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    split: str = "test"
-    data_path: str | None = None
-    limit: int | None = 500
+    task: str = "arith"              # rise.tasks name: arith | gsm8k | math
+    task_options: dict[str, Any] = field(default_factory=dict)  # options of rise.tasks.get_task
+    split: str = "test"              # split the test problems come from
+    data_path: str | None = None     # local JSONL/parquet/datasets dir instead of the hub
+    limit: int | None = 500          # test problems (None: all)
     turns: int = 5                    # T sequential turns
     parallel: int = 5                 # K samples at turn 1
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     engine: EngineConfig = field(default_factory=EngineConfig)
-    seed: int = 1234
+    seed: int = 1234                 # sampling seed (per chunk and turn)
     chunk_size: int = 256             # problems per resumable chunk
     # oracle feedback tells the model whether each turn was right: its m1@tT is then no longer a
     # no-oracle figure, so it has to be asked for explicitly
@@ -70,7 +70,7 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
     convs = [cfg.episode.render(p.question, []) for p in problems]
     first = backend.generate(convs, cfg.parallel, cfg.sampling, derive_seed(cfg.seed, chunk, 1, TURN))
     episodes = []
-    for p, texts in zip(problems, first):
+    for p, texts in zip(problems, first, strict=True):
         par = [_response(task, p, t) for t in texts]
         episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
@@ -79,9 +79,9 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
                                        derive_seed(cfg.seed, chunk, turn, CRITIQUE))
         else:
             convs = [cfg.episode.render(p.question, [Attempt(r["text"], r["answer"], r["reward"]) for r in ep["turns"]])
-                     for p, ep in zip(problems, episodes)]
+                     for p, ep in zip(problems, episodes, strict=True)]
         outs = backend.generate(convs, 1, cfg.sampling, derive_seed(cfg.seed, chunk, turn, TURN))
-        for p, ep, texts in zip(problems, episodes, outs):
+        for p, ep, texts in zip(problems, episodes, outs, strict=True):
             ep["turns"].append(_response(task, p, texts[0]))
     return episodes
 
@@ -92,10 +92,10 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
 
     preset = get_preset(cfg.episode.preset)
     asked = [[*cfg.episode.render(p.question, []), {"role": "assistant", "content": ep["turns"][-1]["text"]},
-              {"role": "user", "content": preset.critique}] for p, ep in zip(problems, episodes)]
+              {"role": "user", "content": preset.critique}] for p, ep in zip(problems, episodes, strict=True)]
     critiques = backend.generate(asked, 1, cfg.sampling, seed)
     states = []
-    for p, ep, conv, crit in zip(problems, episodes, asked, critiques):
+    for p, ep, conv, crit in zip(problems, episodes, asked, critiques, strict=True):
         ep["turns"][-1]["critique"] = crit[0]
         states.append([*conv, {"role": "assistant", "content": crit[0]},
                        {"role": "user", "content": preset.revise.format(question=p.question)}])
@@ -104,12 +104,12 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
 
 def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
     """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
     from rise.config import to_dict
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
     from rise.records import write_json, write_jsonl
     from rise.report import write_report
+    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
 
     if not cfg.models:
         raise InputError("eval.models: no model to evaluate")

@@ -12,7 +12,7 @@ other:
 
 `--gguf` is a `.gguf` file, a directory holding one (several: pick with `--gguf-file`), or a hub
 repo id with `--gguf-file` (needs the network). Needs the `gguf` package (`pip install
-'rise[gguf]'`). Errors are one line (`ValueError`) naming the file.
+'recursive-introspection[gguf]'`). Errors are one line (`ValueError`) naming the file.
 
 Standard library at import; torch/transformers are imported inside the functions.
 """
@@ -61,7 +61,7 @@ def smollm2_gguf() -> Path | None:
 
 def require_gguf_package() -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise InputError("reading GGUF files needs the `gguf` package: pip install 'rise[gguf]' "
+        raise InputError("reading GGUF files needs the `gguf` package: pip install 'recursive-introspection[gguf]' "
                          "(or pip install gguf)")
 
 
@@ -128,7 +128,7 @@ def plain_model(model: Any, dtype: Any = "float32") -> Any:
     with torch.random.fork_rng(devices=[]):   # the random init is overwritten; keep the caller's RNG
         plain = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     state = model.state_dict()
-    missing, unexpected = plain.load_state_dict(state, strict=False)
+    missing, unexpected = plain.load_state_dict(state, strict=True)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = [k for k in missing if not (tied and k.endswith("lm_head.weight"))]
     if missing or unexpected:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 TIE_RULE = (
@@ -101,7 +102,7 @@ def cumulative_oracle_accuracy(episodes: Sequence[Mapping[str, Any]]) -> list[fl
     n, T = len(episodes), len(episodes[0]["turns"])
     out, solved = [], [False] * n
     for t in range(T):
-        solved = [s or is_correct(e["turns"][t]) for s, e in zip(solved, episodes)]
+        solved = [s or is_correct(e["turns"][t]) for s, e in zip(solved, episodes, strict=True)]
         out.append(sum(solved) / n)
     return out
 
@@ -130,7 +131,7 @@ def flip_counts(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     w2r = r2w = transitions = 0
     for e in episodes:
         flags = [is_correct(r) for r in e["turns"]]
-        for a, b in zip(flags, flags[1:]):
+        for a, b in pairwise(flags):
             transitions += 1
             w2r += (not a) and b
             r2w += a and not b
@@ -216,8 +217,8 @@ def self_correction(episodes: Sequence[Mapping[str, Any]]) -> dict[str, float | 
         return {"acc@t1": acc1, "acc@t2": None, "d_t1_t2": None, "d_i2c": None, "d_c2i": None, "fix_rate": None}
     second = [is_correct(e["turns"][1]) for e in episodes]
     acc2 = sum(second) / n
-    i2c = sum((not a) and b for a, b in zip(first, second)) / n
-    c2i = sum(a and not b for a, b in zip(first, second)) / n
+    i2c = sum((not a) and b for a, b in zip(first, second, strict=True)) / n
+    c2i = sum(a and not b for a, b in zip(first, second, strict=True)) / n
     return {"acc@t1": acc1, "acc@t2": acc2, "d_t1_t2": acc2 - acc1, "d_i2c": i2c, "d_c2i": c2i,
             "fix_rate": _fraction(i2c * n, n - sum(first))}
 

@@ -13,7 +13,6 @@ Errors are one line and name the model. torch and transformers are imported lazi
 from __future__ import annotations
 
 import functools
-
 import os
 import re
 from pathlib import Path

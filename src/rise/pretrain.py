@@ -49,38 +49,38 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeniz
 @dataclass
 class PretrainConfig:
     # data
-    task: str = "arith"
+    task: str = "arith"              # task the corpus is drawn from (rise.tasks.get_task)
     # options of rise.tasks.get_task; the default is the difficulty the default base is
     # calibrated for (rise.embedded.CPU_ARITH_OPTIONS); collect and eval must use the same
     task_options: dict[str, Any] = field(default_factory=lambda: dict(_default_task_options()))
     n_problems: int = 100000          # training problems drawn for the corpus (each used once per epoch)
     multi_turn_fraction: float = 0.4  # share of chats holding 2..max_questions different questions
-    max_questions: int = 3
+    max_questions: int = 3           # most questions in one multi-question chat
     drill_ratio: float = 0.0          # share of problems whose calculations are also drilled alone
     preset: str = "default"           # prompt preset the questions are rendered with
     # model
     size: str = "default"             # rise.embedded.SIZES: tiny, default, medium, large
-    vocab_size: int = 1024
+    vocab_size: int = 1024           # byte-level BPE vocabulary (>= 300: 256 bytes + specials)
     # optimisation (rise.train.TrainConfig)
-    epochs: float = 1.0
+    epochs: float = 1.0              # passes over the corpus (when max_steps is None)
     max_steps: int | None = None      # optimizer steps; None = from epochs
-    lr: float = 5e-3
+    lr: float = 5e-3                 # peak learning rate
     batch_size: int = 8               # conversations per step: small batches learn more per CPU-second
-    micro_batch_tokens: int = 4096
-    warmup_ratio: float = 0.03
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    max_length: int = 1024
-    seed: int = 0
+    micro_batch_tokens: int = 4096   # padded tokens per forward pass
+    warmup_ratio: float = 0.03       # share of steps of linear warm-up before the cosine decay
+    min_lr_ratio: float = 0.1        # the cosine decay ends at lr x this
+    weight_decay: float = 0.0        # AdamW weight decay
+    grad_clip: float = 1.0           # maximum gradient norm (0: no clipping)
+    max_length: int = 1024           # longer chats are skipped and counted
+    seed: int = 0                    # problems, corpus order and initial weights
     threads: int | None = 2           # torch CPU threads while pretraining (restored after); None = leave
     # measurement written to the model card (does not change the weights)
     eval_problems: int = 200          # held-out test problems; 0 skips the measurement
-    eval_temperature: float = 1.0
-    eval_max_new_tokens: int = 200
-    eval_batch_size: int = 64
+    eval_temperature: float = 1.0    # sampling temperature of the measurement
+    eval_max_new_tokens: int = 200   # tokens generated per measured answer
+    eval_batch_size: int = 64        # generation rows per forward pass while measuring
     # output
-    out_dir: str | None = None
+    out_dir: str | None = None        # folder of the model (rise pretrain: --out; the cache ignores it)
 
     def __post_init__(self) -> None:
         from rise.embedded import SIZES
@@ -163,8 +163,8 @@ def build_corpus(cfg: PretrainConfig, task: Any = None) -> tuple[list[Any], list
 def measure(model: Any, tokenizer: Any, task: Any, cfg: PretrainConfig, progress: bool = False) -> dict[str, Any]:
     """Turn-1 accuracy and no-answer rate at `eval_temperature` on held-out test problems, and at
     turn 2 after the "incorrect" feedback (context: question, turn-1 attempt, feedback)."""
-    from rise.episodes import Attempt, render_state
     from rise.engines.hf import HFBackend, SamplingParams
+    from rise.episodes import Attempt, render_state
     from rise.prompts import get_preset
 
     problems = task.load("test", limit=cfg.eval_problems)
@@ -176,11 +176,11 @@ def measure(model: Any, tokenizer: Any, task: Any, cfg: PretrainConfig, progress
     t0 = time.perf_counter()
     states = [render_state(p.question, [], preset, "incorrect", history=1) for p in problems]
     first = [out[0] for out in backend.generate(states, 1, params, seed=cfg.seed + 1)]
-    graded1 = [task.grade(r, p) for r, p in zip(first, problems)]
+    graded1 = [task.grade(r, p) for r, p in zip(first, problems, strict=True)]
     states2 = [render_state(p.question, [Attempt(r, a, w)], preset, "incorrect", history=1)
-               for p, r, (a, w) in zip(problems, first, graded1)]
+               for p, r, (a, w) in zip(problems, first, graded1, strict=True)]
     second = [out[0] for out in backend.generate(states2, 1, params, seed=cfg.seed + 2)]
-    graded2 = [task.grade(r, p) for r, p in zip(second, problems)]
+    graded2 = [task.grade(r, p) for r, p in zip(second, problems, strict=True)]
     n = len(problems)
     wrong1 = [i for i in range(n) if graded1[i][1] != 1.0]
     same = sum(1 for i in range(n) if graded2[i][0] is not None and graded2[i][0] == graded1[i][0])

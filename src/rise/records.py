@@ -98,17 +98,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return list(iter_jsonl(path))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise RecordError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-
-
 def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Delete temporary files that an atomic write killed mid-way left in `folder` (not below it:
     chunk folders are cleaned by their own stage). Returns how many were removed."""

@@ -6,8 +6,8 @@ index, so a resumed stage produces exactly the records of an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Sequence

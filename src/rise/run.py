@@ -18,18 +18,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rise.errors import InputError
 from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS
-from rise.evaluate import EvalConfig
 from rise.engines.hf import SamplingParams
+from rise.errors import InputError
+from rise.evaluate import EvalConfig
 from rise.pretrain import PretrainConfig
 from rise.train import TrainConfig
-
 
 # Defaults of the main job, sized for the embedded default on a 2-core CPU (arith solutions are
 # ~50 tokens; the official 1000-token budget would only let a small model ramble). Every field is
@@ -56,10 +56,10 @@ class RunConfig:
     # analysis (a): score the reference's NLL with and without a wrong attempt in context over
     # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
     nll_probe: int = 0
-    probe_split: str = "validation"
+    probe_split: str = "validation"  # split the NLL probe's problems come from
     threads: int | None = None        # torch CPU threads
     chat_template: str | None = None  # Jinja string or file, for a base whose tokenizer has none
-    seed: int = 0
+    seed: int = 0                    # seeds every stage (iteration k: seed * 1000 + k)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
     convert: ConvertConfig = field(default_factory=ConvertConfig)
@@ -291,9 +291,9 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     for it in range(1, cfg.iterations + 1):
         col, tr = stage_configs(cfg, policy, it, out)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
-        _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings,
+        _stage(f"iter{it}.collect", cdir, col, partial(run_collect, col, cdir, progress), timings,
                [policy, *data_inputs(cfg, "train")])
-        _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings,
+        _stage(f"iter{it}.train", tdir, tr, partial(run_train, tr, tdir, progress), timings,
                [policy, *tr.rollouts, *tr.eval_files.values()])
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
@@ -302,7 +302,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             cl = copy.deepcopy(tr)
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
-            _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings,
+            _stage("classic.train", cldir, cl, partial(run_train, cl, cldir, progress), timings,
                    [base, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
 

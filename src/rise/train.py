@@ -25,35 +25,37 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rise.errors import InputError
 from rise.convert import ConvertConfig
+from rise.errors import InputError
 
 
 @dataclass
 class TrainConfig:
     lr: float = 1e-5                 # official: 1e-5 for 7B models; small models want more
-    epochs: float = 1.0
+    epochs: float = 1.0              # passes over the examples (when max_steps is None)
     max_steps: int | None = None     # optimizer steps; None = from epochs
     batch_size: int = 16             # examples per optimizer step (official: 1 x 16 accumulation)
     micro_batch_tokens: int = 8192   # padded tokens per forward pass
     warmup_ratio: float = 0.04       # official: 4% warm-up, cosine decay
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    min_lr_ratio: float = 0.0        # the cosine decay ends at lr x this
+    weight_decay: float = 0.0        # AdamW weight decay
+    grad_clip: float = 1.0           # maximum gradient norm (0: no clipping)
     max_length: int = 2048           # longer examples are skipped and counted, never truncated silently
-    seed: int = 0
+    seed: int = 0                    # example order (and LoRA's initial weights)
     train_on: str = "last"           # "last": last assistant turn (RISE); "all_assistant": every assistant turn
     full_logits: bool = False        # compute logits at every position (exact for models with logit soft-capping)
     normalize_weights: bool = False  # divide by the batch's weight sum instead of N
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str = "all-linear"
-    log_every: int = 10
+    lora: bool = False               # train LoRA adapters (peft) instead of every weight
+    lora_r: int = 16                 # LoRA rank
+    lora_alpha: int = 32             # LoRA scale numerator (scale = alpha / r)
+    lora_dropout: float = 0.0        # dropout on the LoRA path
+    lora_target_modules: str = "all-linear"  # modules LoRA wraps (peft target_modules)
+    log_every: int = 10              # optimizer steps between log lines
     save_every: int = 100            # steps between resumable training states (0: none)
     eval_every: int = 0              # steps between scorings of the eval sets (0: before and after only)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # experiment tracking (rise.tracking), offline by default: none | tensorboard | wandb |
+    # trackio | mlflow, or several comma-separated; logs land in the stage's logs/ folder
+    report_to: str = "none"
 
     def __post_init__(self):
         if self.train_on not in ("last", "all_assistant"):
@@ -63,6 +65,9 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise InputError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        from rise.tracking import parse_report_to
+
+        parse_report_to(self.report_to)
 
 
 # ------------------------------------------------------------------ tokenisation
@@ -229,9 +234,8 @@ def weighted_loss_sum(nll, weights):
 # ------------------------------------------------------------------ model setup
 
 def apply_lora(model, cfg: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
     import torch
+    from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
@@ -304,59 +308,15 @@ def mean_nll(net, encoded: list[Encoded], pad_id: int, token_budget: int, device
 
 def _state_fingerprint(cfg: TrainConfig, encoded: list[Encoded]) -> str:
     """What a saved training state must match to be resumed: the config (less its logging and
-    saving cadence) and the tokenised examples."""
+    saving cadence and trackers) and the tokenised examples."""
     import hashlib
     import json
 
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every", "eval_every")}
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_every", "log_every", "eval_every", "report_to")}
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode())
     for e in encoded:
         h.update(repr((e.input_ids, e.trained, e.weight)).encode())
     return h.hexdigest()[:16]
-
-
-def save_train_state(acc, state_dir, progress: dict[str, Any]) -> None:
-    """Model, optimizer and RNG states (accelerate's `save_state`, which knows DDP/FSDP/DeepSpeed)
-    plus our progress, written to a temporary folder and renamed into place."""
-    import json
-    import os
-    import shutil
-    from pathlib import Path
-
-    state_dir = Path(state_dir)
-    tmp, old = state_dir.with_name(state_dir.name + ".tmp"), state_dir.with_name(state_dir.name + ".old")
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        with open(tmp / "progress.json", "w") as fh:
-            json.dump(progress, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if state_dir.exists():
-            os.replace(state_dir, old)
-        os.replace(tmp, state_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
-
-
-def load_train_state(acc, state_dir, fingerprint: str) -> dict[str, Any] | None:
-    """The progress of a saved state for this fingerprint (model/optimizer/RNG restored), or None."""
-    import json
-    from pathlib import Path
-
-    state_dir = Path(state_dir)
-    for d in (state_dir, state_dir.with_name(state_dir.name + ".old")):  # .old: killed mid-rename
-        f = d / "progress.json"
-        if f.is_file():
-            progress = json.loads(f.read_text())
-            if progress.get("fingerprint") != fingerprint:
-                return None
-            acc.load_state(str(d))
-            return progress
-    return None
 
 
 def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool = True,
@@ -375,6 +335,9 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     """
     import torch
     from accelerate import Accelerator, DistributedType
+
+    from rise.tracking import log_metrics
+    from rise.train_state import load_train_state, save_train_state
 
     acc = accelerator or Accelerator()
     torch.manual_seed(cfg.seed)
@@ -402,6 +365,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
             eval_nll["step"].append(at_step)
             for name, enc in evals.items():
                 eval_nll[name].append(mean_nll(net, enc, pad_id, cfg.micro_batch_tokens, acc.device))
+            log_metrics(acc, {f"eval/{name}_nll": eval_nll[name][-1] for name in evals}, at_step)
 
     losses, grad_norms, t0, tokens, trained_tokens = [], [], time.perf_counter(), 0, 0
     start, fp = 0, _state_fingerprint(cfg, encoded)
@@ -411,6 +375,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
         eval_nll = resumed.get("eval_nll") or eval_nll
     score(start)
+    mark = (time.perf_counter(), tokens)  # time and tokens at the last logging step
     bar = tqdm(total=steps, initial=start, desc="train", disable=not (progress and acc.is_main_process), unit="step")
     for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
         if step < start:
@@ -456,6 +421,12 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         bar.update(1)
         if step % cfg.log_every == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            now = time.perf_counter()
+            log_metrics(acc, {"train/loss": losses[-1], "train/lr": opt.param_groups[0]["lr"],
+                              "train/grad_norm": grad_norms[-1] if grad_norms else None,
+                              "train/tokens_per_s": (tokens - mark[1]) * world / max(now - mark[0], 1e-9)},
+                        step + 1)
+            mark = (now, tokens)
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             score(step + 1)
         if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
@@ -491,9 +462,9 @@ class TrainStageConfig:
     # auto: bf16 autocast (fp32 master weights) on GPUs with bf16 and on CPUs with native bf16
     # arithmetic (AMX / AVX512-BF16), else none; a launcher's own setting wins
     mixed_precision: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    chat_template: str | None = None
+    device: str = "auto"             # auto | cpu | mps | cuda | cuda:N
+    trust_remote_code: bool = False  # let transformers run the model repository's own code
+    chat_template: str | None = None  # Jinja string or file, for a model whose tokenizer has none
     eval_files: dict[str, str] = field(default_factory=dict)  # name -> examples JSONL scored over training (rise.probe)
 
     def __post_init__(self):
@@ -555,11 +526,14 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
 
     from accelerate import Accelerator
 
-    from rise.config import save_config
+    from rise.config import save_config, to_dict
     from rise.convert import convert, read_rollouts
+    from rise.model_card import checkpoint_card
     from rise.modeling import load_model, save_model
     from rise.probe import read_probe
-    from rise.records import remove_stale_temps, write_json, write_jsonl
+    from rise.records import remove_stale_temps, write_json, write_jsonl, write_text
+    from rise.tracking import accelerator_kwargs, start_tracking
+    from rise.train_state import gathered_state_dict, load_full_state_dict
 
     if not cfg.model:
         raise InputError("train.model: no model to fine-tune")
@@ -567,9 +541,10 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         raise InputError("train.rollouts: no rollout file given")
     cpu = on_cpu(cfg.device)
     mp = resolve_mixed_precision(cfg.mixed_precision, cpu)
-    acc = Accelerator(cpu=cpu, **({"mixed_precision": mp} if mp else {}))
-    main = acc.is_main_process
     out = Path(out_dir)
+    acc = Accelerator(cpu=cpu, **({"mixed_precision": mp} if mp else {}),
+                      **accelerator_kwargs(cfg.train.report_to, out / "logs"))
+    main = acc.is_main_process
     remove_stale_temps(out)
     records = read_rollouts(cfg.rollouts)
     eval_sets = read_probe(cfg.eval_files) if cfg.eval_files else None
@@ -586,8 +561,11 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     if cfg.train.lora:
         model = apply_lora(model, cfg.train)
     state_dir = out / "train_state"
+    tracking = start_tracking(acc, to_dict(cfg), run_name=str(out))
     stats = fit(model, tok, examples, cfg.train, progress=progress and main, accelerator=acc,
                 state_dir=state_dir, eval_sets=eval_sets)
+    if tracking:
+        acc.end_training()
     acc.wait_for_everyone()
     gathered = gathered_state_dict(acc)  # every process takes part in the gather
     if main:
@@ -600,39 +578,17 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
         if cfg.train.lora:
             model.save_pretrained(out / "adapter")
             model = model.merge_and_unload()
-        save_model(model, tok, out / "checkpoint")
         stats["examples_by_turn"] = _count_by(examples, "turn")
         stats["processes"] = acc.num_processes
+        save_model(model, tok, out / "checkpoint")
+        write_text(out / "checkpoint" / "README.md",
+                   checkpoint_card(cfg, stats, out / "examples.jsonl", lora=cfg.train.lora))
         write_json(out / "train_stats.json", stats)
         import shutil
 
         shutil.rmtree(state_dir, ignore_errors=True)  # the checkpoint is complete: no resume needed
     acc.wait_for_everyone()
     return stats
-
-
-def gathered_state_dict(acc) -> dict[str, Any] | None:
-    """The full weights of the model `fit` trained with `acc`, on the main process, when training
-    was sharded (FSDP, DeepSpeed); None otherwise (the in-memory model already holds them) and on
-    the other processes. Every process must call it. Keys are the causal LM's own."""
-    from accelerate import DistributedType
-
-    if acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED) or not acc._models:
-        return None
-    state = acc.get_state_dict(acc._models[-1])  # the PerExampleNLL wrapper that fit prepared
-    if not acc.is_main_process:
-        return None
-    return {(k[3:] if k.startswith("lm.") else k): v for k, v in state.items()}
-
-
-def load_full_state_dict(model, state: dict[str, Any]) -> None:
-    """Load gathered weights; only tied output embeddings may be missing."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"gathered weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if hasattr(model, "tie_weights"):
-        model.tie_weights()
 
 
 def _count_by(rows: list[dict], key: str) -> dict[str, int]:

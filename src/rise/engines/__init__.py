@@ -8,7 +8,7 @@ Every backend is a context manager: `with open_backend(model, cfg) as b:` frees 
 
 The engine is chosen by `engine`:
   hf      transformers in this process (CPU or GPU); `model` is a hub id or a local directory;
-  vllm    vLLM's offline engine (`pip install rise[vllm]`); `model` is a hub id or a local
+  vllm    vLLM's offline engine (`pip install 'recursive-introspection[vllm]'`); `model` is a hub id or a local
           directory; n samples per prompt, prefix caching, tensor parallelism;
   openai  an OpenAI-compatible HTTP server at `base_url`; `model` is the SERVED model name.
           The API key is read from the environment variable named by `api_key_env` (never put
@@ -36,9 +36,9 @@ class EngineConfig:
     chat_template: str | None = None  # hf/vllm: Jinja string or file, for tokenizers without one
     # vllm
     tensor_parallel_size: int = 1    # GPUs per engine
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = 0.9  # vllm: fraction of GPU memory the engine may take
     enable_prefix_caching: bool = True  # turn-k prompts share long prefixes
-    max_model_len: int | None = None
+    max_model_len: int | None = None  # vllm: longest prompt + response (None: the model's own)
     # openai
     base_url: str | None = None      # e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (not the key)

@@ -21,9 +21,9 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 class SamplingParams:
     """How to sample: temperature 0 is greedy; top_p 1.0 is plain sampling."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
+    temperature: float = 1.0      # softmax temperature; 0 is greedy (one sample, copied n times)
+    top_p: float = 1.0            # nucleus sampling: keep the most likely tokens up to this mass
+    max_new_tokens: int = 256     # most tokens a response may have
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:

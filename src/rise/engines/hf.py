@@ -33,8 +33,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from rise.engines.base import (BackendBase, SamplingParams, check_request, fill_greedy,
-                               progress_bar, samples_to_draw)
+from rise.engines.base import (
+    BackendBase,
+    SamplingParams,
+    check_request,
+    fill_greedy,
+    progress_bar,
+    samples_to_draw,
+)
 from rise.errors import InputError
 
 
@@ -273,7 +279,7 @@ class HFBackend(BackendBase):
         # The chat template already holds any BOS / special tokens.
         enc = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         out = []
-        for p, ids in zip(prompts, enc):
+        for p, ids in zip(prompts, enc, strict=True):
             ids = list(ids)
             if not ids:
                 raise InputError(f"prompt tokenises to nothing: {p!r}")

@@ -172,7 +172,7 @@ class KVDecoder:
             state = _Slots(rows, capacity, device)
             column = width                   # the column every row writes next
 
-            def finish(slot: int) -> None:
+            def finish(slot: int, state=state) -> None:
                 job = state.job[slot]
                 state.job[slot] = -1
                 state.valid[slot] = False
@@ -180,7 +180,7 @@ class KVDecoder:
                 if on_done is not None and left[jobs[job][0]] == 0:
                     on_done(jobs[job][0])
 
-            def record(tok_list: list[int], slots) -> None:
+            def record(tok_list: list[int], slots, state=state, finish=finish) -> None:
                 for slot in slots:
                     t = tok_list[slot]
                     job = state.job[slot]
@@ -278,7 +278,7 @@ class KVDecoder:
         first = self.forward(ids, pos, pvalid, scratch, None, start)           # [U, V]
         slots = torch.tensor([s for s, _ in take], device=device)
         src = torch.tensor([uniq[jobs[job][0]] for _, job in take], device=device)
-        for (kc, vc), (ks, vs) in zip(cache, scratch):
+        for (kc, vc), (ks, vs) in zip(cache, scratch, strict=True):
             kc[slots, :, :column] = ks[src]
             vc[slots, :, :column] = vs[src]
         state.valid[slots] = False
@@ -290,7 +290,7 @@ class KVDecoder:
         first_tok = sample(first[src], gen)                                  # [len(take)]
         state.tok[slots] = first_tok
         tok_list = [0] * len(state.job)
-        for (s, _), t in zip(take, first_tok.tolist()):
+        for (s, _), t in zip(take, first_tok.tolist(), strict=True):
             tok_list[s] = t
         record(tok_list, [s for s, _ in take])
         return nxt

@@ -86,55 +86,6 @@ def request_seed(seed: int, index: int, part: int) -> int:
     return derive_seed(seed, index, part)
 
 
-class OpenAIBackendError(RuntimeError):
-    """A request to the endpoint failed (after retries where retrying made sense)."""
-
-
-def _safe_url(url: str) -> str:
-    """`url` without any user:password@ part (never show credentials)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def chat_completions_url(base_url: str) -> str:
-    """The chat-completions endpoint for a base URL.
-
-    "http://h:8000" and "http://h:8000/v1" (the OpenAI clients' convention) both give
-    "http://h:8000/v1/chat/completions"; a URL already ending in /chat/completions is kept.
-    """
-    if not base_url or "://" not in base_url:
-        raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
-    scheme = base_url.split("://", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"base_url must start with http:// or https://, got {_safe_url(base_url)!r}")
-    parts = urllib.parse.urlsplit(base_url)
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"base_url must not carry credentials ({_safe_url(base_url)!r}); "
-                         "put the key in an environment variable named by api_key_env")
-    url = base_url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url
-    if url.endswith("/v1"):
-        return url + "/chat/completions"
-    return url + "/v1/chat/completions"
-
-
-def request_seed(seed: int, index: int, part: int) -> int:
-    """A reproducible 31-bit seed for request `part` of conversation `index` in a call seeded `seed`."""
-    x = (int(seed) * 1_000_003 + index * 7_919 + part * 104_729) & 0xFFFFFFFFFFFFFFFF
-    # splitmix64 finaliser: nearby inputs give unrelated seeds
-    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 31
-    return int(x & 0x7FFFFFFF)
-
-
 class OpenAIBackend(BackendBase):
     """`rise.engines.base.Backend` over an OpenAI-compatible `/v1/chat/completions` endpoint.
 
@@ -234,7 +185,7 @@ class OpenAIBackend(BackendBase):
             if bar is not None:
                 bar.close()
         pool.shutdown(wait=True)
-        for (i, _, _), texts in zip(jobs, results):
+        for (i, _, _), texts in zip(jobs, results, strict=True):
             out[i].extend(texts)
         if params.greedy:
             return [texts[:1] * n for texts in out]

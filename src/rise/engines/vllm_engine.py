@@ -1,4 +1,4 @@
-"""A generation backend on vLLM's offline engine (`pip install rise[vllm]`).
+"""A generation backend on vLLM's offline engine (`pip install 'recursive-introspection[vllm]'`).
 
 `VLLMBackend.generate` sends every conversation of a call to ONE `vllm.LLM.chat` call (vLLM
 schedules them together), with one `vllm.SamplingParams(n=..., temperature, top_p, max_tokens,
@@ -21,9 +21,15 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from rise.errors import InputError
-from rise.engines.base import BackendBase, SamplingParams, check_request, fill_greedy, samples_to_draw
+from rise.engines.base import (
+    BackendBase,
+    SamplingParams,
+    check_request,
+    fill_greedy,
+    samples_to_draw,
+)
 from rise.engines.openai_http import request_seed
+from rise.errors import InputError
 
 
 def _import_vllm():
@@ -31,7 +37,7 @@ def _import_vllm():
         import vllm
     except ImportError as exc:
         raise ImportError(
-            f"engine 'vllm' needs the vllm package: pip install 'rise[vllm]' ({exc})"
+            f"engine 'vllm' needs the vllm package: pip install 'recursive-introspection[vllm]' ({exc})"
         ) from None
     return vllm
 

@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
     try:
         import logging
         logging.disable(logging.CRITICAL)   # math-verify warns on every disabled inner timeout
-        from math_verify import LatexExtractionConfig, parse, verify
         import sympy
+        from math_verify import LatexExtractionConfig, parse, verify
     except BaseException as e:  # noqa: BLE001 - report any import failure to the parent
         send({"fatal": f"cannot import math_verify: {type(e).__name__}: {e}"})
         return 1

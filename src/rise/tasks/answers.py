@@ -292,7 +292,7 @@ def clause_after(text: str, pos: int, limit: int = 300) -> str:
 
 def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
     last = None
-    for last in pattern.finditer(text):
+    for last in pattern.finditer(text):  # noqa: B007 - the loop only seeks the last match
         pass
     return last
 

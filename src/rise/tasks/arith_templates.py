@@ -190,11 +190,11 @@ def t_travel(b: Builder) -> str:
     veh = b.pick(("car", "bus", "train", "truck", "van"))
     s, h, e = b.n(20, 90), b.factor(1), b.n(5, 120)
     q = f"A {veh} drives at {s} miles per hour for {h} hours, then {e} more miles."
-    x = b.calc(s, "*", h, f"First it drives {{c}} miles.")
-    x = b.calc(x, "+", e, f"In all it drives {{c}} miles.")
+    x = b.calc(s, "*", h, "First it drives {c} miles.")
+    x = b.calc(x, "+", e, "In all it drives {c} miles.")
     if b.maybe():
         trip = b.n(x + 1, x + 400)
-        b.calc(trip, "-", x, f"There are {{c}} miles left.")
+        b.calc(trip, "-", x, "There are {c} miles left.")
         return q + f" The trip is {trip} miles long. How many miles are left?"
     return q + " How many miles does it drive?"
 
@@ -220,9 +220,9 @@ def t_reading(b: Builder) -> str:
     if b.maybe():
         e = b.n(5, 90)
         q += f" Then {he} reads {e} more pages."
-        x = b.calc(x, "+", e, f"That makes {{c}} pages.")
+        x = b.calc(x, "+", e, "That makes {c} pages.")
     total = b.n(x + 1, x + 500)
-    b.calc(total, "-", x, f"There are {{c}} pages left.")
+    b.calc(total, "-", x, "There are {c} pages left.")
     return f"A book has {total} pages. " + q + " How many pages are left?"
 
 
@@ -249,7 +249,7 @@ def t_baking(b: Builder) -> str:
     if b.maybe():
         e = b.n(1, 20)
         q += f" {he.capitalize()} eats {e} of them."
-        x = b.calc(x, "-", e, f"{{c}} cookies are left.")
+        x = b.calc(x, "-", e, "{c} cookies are left.")
         rest = "the rest"
     k = b.divisor_of(x)
     b.calc(x, "/", k, f"{he.capitalize()} fills {{c}} bags.")
@@ -263,7 +263,7 @@ def t_farm(b: Builder) -> str:
     if b.maybe():
         h = b.n(2, 60)
         q += f" It also has {h} horses."
-        w = b.calc(w, "+", h, f"There are {{c}} four-legged animals.")
+        w = b.calc(w, "+", h, "There are {c} four-legged animals.")
     x = b.calc(c, "*", 2, f"The {birds} have {{c}} legs.")
     y = b.calc(w, "*", 4, "The four-legged animals have {c} legs.")
     b.calc(x, "+", y, "Together they have {c} legs.")
@@ -288,7 +288,7 @@ def t_points(b: Builder) -> str:
     (nm, he) = b.pick(NAMES)
     a, p, e = b.n(2, 40), b.factor(), b.n(5, 150)
     q = f"In a game {nm} scores {a} goals worth {p} points each and gets {e} bonus points."
-    x = b.calc(a, "*", p, f"The goals give {{c}} points.")
+    x = b.calc(a, "*", p, "The goals give {c} points.")
     x = b.calc(x, "+", e, f"With the bonus {he} has {{c}} points.")
     if b.maybe():
         f_ = b.n(2, x - 1)

@@ -29,11 +29,6 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Problem":
-        return cls(id=str(d["id"]), question=d["question"], solution=d.get("solution", ""),
-                   answer=str(d["answer"]), meta=dict(d.get("meta") or {}))
-
 
 def problem_hash(question: str) -> str:
     """Content hash of a question (whitespace-insensitive); used for ids and split-overlap checks."""

@@ -27,11 +27,11 @@ from math import gcd
 from pathlib import Path
 from typing import Any
 
-from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number, last_boxed
-from .statements import math_answer, math_segments, segment_content
+from . import verifier as _verifier
+from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number
 from .base import Grade, Problem, Task
 from .loaders import Columns, HubSource, load_problems
-from . import verifier as _verifier
+from .statements import math_answer, math_segments, segment_content
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                  "number_theory", "prealgebra", "precalculus")

@@ -83,8 +83,9 @@ def split_jsonl(path: str | Path, train_out: str | Path, test_out: str | Path, *
                 question_field: str = "question", test_fraction: float = 0.5) -> tuple[int, int]:
     """Split a JSONL file's rows by the hash of their question into two files (rows unchanged);
     returns (train rows, test rows). A repeated question always lands on one side."""
-    from .loaders import iter_jsonl_rows
     from rise.records import write_jsonl
+
+    from .loaders import iter_jsonl_rows
 
     src = Path(path)
     if not src.is_file():

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .answers import (NOTHING, NUMBER_RE, Extraction, _box_at, _BOX_RE, boxed_chain,
-                      final_statement)
+from .answers import _BOX_RE, NOTHING, NUMBER_RE, Extraction, _box_at, boxed_chain, final_statement
 
 _SEGMENT = 2000        # longest math segment looked at (bounds the regex work)
 _MATH_RE = re.compile(
@@ -93,7 +92,7 @@ def last_math_or_number(text: str) -> Extraction:
     segs = math_segments(tail)
     seg = segs[-1] if segs else None
     number = None
-    for number in _LAST_NUMBER_RE.finditer(tail, seg.end() if seg else 0):
+    for number in _LAST_NUMBER_RE.finditer(tail, seg.end() if seg else 0):  # noqa: B007 - the loop only seeks the last match
         pass
     if number is not None:
         return Extraction(number.group(0), "last_number", offset + number.start())
@@ -110,7 +109,7 @@ def math_answer(text: str) -> Extraction:
     box = boxed_chain(text)
     statement = statement_answer(text)
     last_box = None
-    for last_box in _BOX_RE.finditer(text):
+    for last_box in _BOX_RE.finditer(text):  # noqa: B007 - the loop only seeks the last match
         pass
     if statement.answer is not None and (last_box is None or statement.start > last_box.start()):
         return statement

@@ -83,10 +83,6 @@ class VerifyWorker:
         with self._lock:
             self._kill()
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # -- process management ----------------------------------------------------------------------
     def _ensure_started(self) -> None:
         if os.getpid() != self._pid:          # forked: the pipes belong to the parent process
