@@ -38,3 +38,16 @@ def tiny_model(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("models") / "tiny"
     save_model(build_model(tok, size="tiny", seed=0), tok, path)
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state: a test whose train stage chose bf16 autocast
+    (`train.mixed_precision: auto` on a CPU with native bf16) would hand it to every later
+    `Accelerator()` of the session. Each test starts from a clean state, as a process does."""
+    yield
+    import sys
+
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(True)
