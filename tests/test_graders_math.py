@@ -62,7 +62,17 @@ EXTRACTION_STEPS = [
     ("Thus the largest $n$ is 34.", "34", "last_number"),
     ("So $x = 5$.", "x = 5", "last_math"),
     ("so $a = 2 + 3 = 5$", "5", "last_math"),                     # a chain states its value last
-    ("\\boxedtext{5}", "5", "last_number"),
+    ("\\boxedtext{5}", "\\boxedtext{5}", "whole"),   # not a box: the whole answer
+    ("\\frac{10}{9}", "\\frac{10}{9}", "whole"),                # a bare answer is read whole,
+    ("(x-2)(x+2)", "(x-2)(x+2)", "whole"),                        # not as its last number
+    ("$1,000.99$.", "1,000.99", "whole"),
+    ("Final Answer: The largest $n$ is 34.", "34", "final_answer"),   # a sentence: its value
+    ("Final Answer: Jane started growing it 3 hours ago.", "3", "final_answer"),
+    ("Answer $$ \n 9 \n $$", "9", "final_answer"),               # display math spans lines
+    ("$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(2, 2), (6, 2)", "boxed"),
+    ("\\( y_1 = \\boxed{1} \\) and \\( y_2 = \\boxed{2} \\)", "1, 2", "boxed"),
+    ("$x = \\boxed{3}$, so $y = 2x = \\boxed{6}$", "6", "boxed"),   # words between: no chain
+    ("P(A) = 2/3. So it is 2/3.", "2/3", "last_number"),          # "2/3." at a sentence end
     ("", None, None),
     ("no answer here", None, None),
 ]

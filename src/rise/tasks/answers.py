@@ -41,10 +41,15 @@ ANSWER_MARKER_RE = re.compile(
     r"\banswer\b(?:\s+(?:is|was|would be|will be|should be)\b|\s*(?:[:=]|\*\*\s*:|:\s*\*\*)"
     r"|(?=\s*(?:\$|\\\(|\\\[|\\boxed)))[\s:*=]*", re.IGNORECASE)
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{([^{}]*)\}")
-# Separators that chain several boxes into one answer: "\boxed{1}, \boxed{2} and \boxed{3}".
-_CHAIN_SEP_RE = re.compile(
-    r"\s*\$?\s*(?:,|;|\band\b|\\text\{\s*(?:and|,)\s*\}|\\quad|\\qquad|\\,|&)?\s*"
-    r"(?:\band\b)?\s*\$?\s*")
+# Separators that chain several boxes into one answer: "\boxed{1}, \boxed{2} and \boxed{3}",
+# "$\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}$", "\( y_1 = \boxed{..} \) and \( y_2 = ".
+# Any run of: spaces, math delimiters, "," ";" "&", spacing commands, "and", a short `\text{..}`
+# (its words connect, they hold no sentence end) and a variable label "y_2 =" before the next box.
+_CHAIN_TOKEN = (r"(?:\s|\$|\\[()\[\]]|[,;&]|\\(?:quad|qquad|[,;: !])|\band\b"
+                r"|\\(?:text|textrm|mbox)\s*\{[^{}.!?]{0,40}\}"
+                r"|[A-Za-z](?:_\{?\w{1,4}\}?)?\s*=)")
+_CHAIN_SEP_RE = re.compile("(?:%s){0,120}" % _CHAIN_TOKEN)
+MAX_SEP = 200          # longest text between two chained boxes (bounds the separator match)
 MAX_CHAIN = 12
 
 
@@ -142,7 +147,7 @@ _SENTENCE_END_RE = re.compile(r"[.!?](?:\s|\$|$)|\n\s*\n|\bOR\b|\bor\b")
 
 
 def _chains(between: str, sentence: bool) -> bool:
-    if _CHAIN_SEP_RE.fullmatch(between):
+    if len(between) <= MAX_SEP and _CHAIN_SEP_RE.fullmatch(between):
         return True
     if len(between) > 400 or _SENTENCE_END_RE.search(between):
         return False
@@ -282,9 +287,19 @@ def number_in_box(content: str) -> str | None:
 _CLAUSE_END_RE = re.compile(r"\n|[.!?;](?=\s|$)|,\s(?=[A-Za-z])|\bI hope\b")
 
 
+_DISPLAY_OPEN_RE = re.compile(r"[ \t*:]*(\$\$|\\\[)")
+
+
 def clause_after(text: str, pos: int, limit: int = 300) -> str:
-    """The text from `pos` to the end of its sentence (at most `limit` characters)."""
+    """The text from `pos` to the end of its sentence (at most `limit` characters). Display math
+    that opens right there (`Answer $$ \\n 9 \\n $$`, `\\[ ... \\]`) is read to its close,
+    across lines."""
     chunk = text[pos:pos + limit]
+    display = _DISPLAY_OPEN_RE.match(chunk)
+    if display:
+        close = chunk.find("$$" if display.group(1) == "$$" else "\\]", display.end())
+        if close > 0:
+            return chunk[:close + 2]
     m = _CLAUSE_END_RE.search(chunk.lstrip(" \t*:"))
     lead = len(chunk) - len(chunk.lstrip(" \t*:"))
     return chunk[:lead + m.start()] if m else chunk

@@ -40,6 +40,7 @@ _POWER_RE = re.compile(r"(\d+)\s*\}?\s*\^\s*\{?\s*\+?(\d+)")
 MAX_BRACE_DEPTH = 8             # sympy's LaTeX parser is exponential in nesting; real answers < 5
 MAX_POWER_DIGITS = 100_000      # a literal power with more digits than this is not an answer
 _VAR_EQ_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
+_LIST_COMMA_RE = re.compile(r"\d,\s+\d")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{([^{}]*)\}")
 
 
@@ -129,6 +130,7 @@ def normalize_math(answer: Any) -> str:
     s = _TEXT_RE.sub(r"\1", s)
     for space in ("\\!", "\\,", "\\;", "\\:", "\\ ", "~"):
         s = s.replace(space, "")
+    listed = bool(_LIST_COMMA_RE.search(s))       # "32, 349" is two numbers, "32,349" one
     s = re.sub(r"\s+", "", s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     m = _VAR_EQ_RE.fullmatch(s)
@@ -143,7 +145,7 @@ def normalize_math(answer: Any) -> str:
     m = re.fullmatch(r"(-?\d+)/(\d+)", s)
     if m:
         s = f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}"
-    if NUMBER_RE.fullmatch(s):
+    if NUMBER_RE.fullmatch(s) and not listed:
         s = canonical_number(s) or s
     return s
 

@@ -24,13 +24,14 @@ _SEGMENT = 2000        # longest math segment looked at (bounds the regex work)
 _MATH_RE = re.compile(
     r"\$\$(?P<dd>(?:[^$]|\$(?!\$)){1,%d}?)\$\$"
     r"|\\\[(?P<br>.{1,%d}?)\\\]"
-    r"|\\\((?P<pa>.{1,%d}?)\\\)"
+    r"|\\\((?P<pa>[^\n]{1,%d}?)\\\)"
     r"|(?<![\\$])\$(?P<d>(?:\\\$|[^$\n]){1,%d}?)(?<!\\)\$" % ((_SEGMENT,) * 4), re.DOTALL)
 _LEAD_SEP_RE = re.compile(r"\s*(?:,|;|\band\b|\bor\b)?\s*(?:\band\b)?\s*$")
 _NO_ANSWER_WORDS = {"correct", "incorrect", "wrong", "right", "not", "as", "that", "the", "a",
                     "an", "to", "in", "this", "below", "above", "given", "shown", "then", "of",
                     "from", "because", "we", "it", "therefore", "thus", "so", "clear"}
-_LAST_NUMBER_RE = re.compile(NUMBER_RE.pattern + r"(?:\s*/\s*\d+(?![\d.]))?")   # 5, 1,000, 1/2
+_LAST_NUMBER_RE = re.compile(NUMBER_RE.pattern + r"(?:\s*/\s*\d+(?!\d|\.\d))?")   # 5, 1,000, 1/2
+_QUOTE_RE = re.compile(r"^(?:\\?[\"'`\u201c\u201d])+|(?:\\?[\"'`\u201c\u201d])+(?=\W*$)")
 TAIL = 20_000          # the last characters searched for a last math / last number
 
 
@@ -45,16 +46,32 @@ def segment_content(m: re.Match) -> str:
 
 def last_equal_side(latex: str) -> str:
     """The right side of the last "=" of a chain `a = b = c` (not of `x=1, y=2` or `a \\le b`),
-    as math-verify's `get_last_eq`: a chain of equalities states its value last."""
+    as math-verify's `get_last_eq`: a chain of equalities states its value last. Only "=" outside
+    braces count (`F_n = \\sum_{k=0}^{n-1} ...` is one equation, not a chain)."""
     if "," in latex or ";" in latex:
         return latex
-    parts = re.split(r"(?<![\\<>!])=", latex)
+    parts = _top_level_split(latex)
     return parts[-1].strip() if len(parts) > 2 else latex
+
+
+def _top_level_split(latex: str) -> list[str]:
+    """`latex` split at each "=" outside braces that is not part of `\\le`-like relations."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(latex):
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "=" and depth == 0 and (i == 0 or latex[i - 1] not in "\\<>!"):
+            parts.append(latex[start:i])
+            start = i + 1
+    parts.append(latex[start:])
+    return parts
 
 
 def _statement_value(clause: str) -> str | None:
     """The answer a final-answer clause states: its leading math (chained), a box, or words."""
-    clause = clause.strip().lstrip("*: ").strip()
+    clause = _QUOTE_RE.sub("", clause.strip().lstrip("*: ").strip())     # '"$12$ and $13$"'
     box = _BOX_RE.match(clause)
     if box:
         return _box_at(clause, box)[0]
@@ -71,10 +88,57 @@ def _statement_value(clause: str) -> str | None:
     words = clause.rstrip(" .*").strip()
     if not words or len(words) > 200:
         return None
+    if prose_words(words):             # "The largest $n$ is 34", "Sphere 3 hours ago"
+        value = _value_in_prose(words)
+        if value is not None:
+            return value
     first = words.split()[0].lower().strip(",.")
     if first in _NO_ANSWER_WORDS and not any(c.isdigit() for c in words):
         return None
     return words
+
+
+_CMD_ARG_RE = re.compile(r"\\[A-Za-z]+\*?(?:\s*\{[^{}]{0,200}\})?")
+# A word: 3+ letters, or a short English word ("So $x = 5$." is prose; `2xy` is not).
+_WORD_RE = re.compile(r"[A-Za-z]{3,}|\b(?:so|is|or|of|to|in|on|at|it|be|we|as|an|by|if|am|are)\b",
+                      re.IGNORECASE)
+_IS_RE = re.compile(r"\s(?:is|are|was|equals|be)\s|=")
+
+
+def prose_words(text: str) -> list[str]:
+    """The words (3+ letters) of `text` outside math segments and LaTeX commands (with their
+    argument: `10\\text{ units}` has none): an answer with words around it is prose."""
+    return _WORD_RE.findall(_CMD_ARG_RE.sub(" ", _MATH_RE.sub(" ", text)))
+
+
+def _value_in_prose(words: str) -> str | None:
+    """The value a sentence states: after its last "is" / "=" the leading math or number
+    ("the volume of $V$ is 120 cubic units" -> 120); without one, its last math or number."""
+    last_is = None
+    for last_is in _IS_RE.finditer(words):
+        pass
+    if last_is is not None:
+        rest = words[last_is.end():].strip()
+        lead = _MATH_RE.match(rest) or _LAST_NUMBER_RE.match(rest)
+        if lead is not None:
+            return segment_content(lead) if lead.re is _MATH_RE else lead.group(0)
+        if rest and not prose_words(rest):
+            return rest
+    found = last_math_or_number(words)
+    return found.answer
+
+
+def bare_answer(text: str) -> Extraction:
+    """Step "whole": a response that is only an answer (no words around it, such as
+    `\\frac{10}{9}`, `(x-2)(x+2)`, `$1,000.99`, `x + y - z + 2 = 0`) is read whole, math
+    delimiters dropped; reading its last number would turn `\\frac{10}{9}` into 9."""
+    s = text.strip()
+    if not s or len(s) > 400 or "\n\n" in s or prose_words(s):
+        return NOTHING
+    for delim in ("$$", "\\[", "\\]", "\\(", "\\)", "$"):
+        s = s.replace(delim, " ")
+    s = s.strip().rstrip(".").strip()
+    return Extraction(s, "whole", 0) if s else NOTHING
 
 
 def statement_answer(text: str) -> Extraction:
@@ -116,4 +180,5 @@ def math_answer(text: str) -> Extraction:
         return statement
     if last_box is not None:                # a box that never closes is no answer
         return box if box.answer is not None else Extraction(None, "boxed", last_box.start())
-    return last_math_or_number(text)
+    whole = bare_answer(text)
+    return whole if whole.answer is not None else last_math_or_number(text)
