@@ -122,7 +122,8 @@ def boxed_chain(text: str, *, sentence: bool = False) -> Extraction:
     Boxes chain when only a separator ("," "and" "\\text{ and }" "\\quad", math delimiters) stands
     between them, so `$\\boxed{1}$ and $\\boxed{-2}$` is the answer "1, -2", or when they end the
     rows of one `align` (`\\\\` between them, no sentence end). With `sentence=True` (reference
-    solutions) boxes in the same sentence chain too, unless "or" or a plain "=" links them
+    solutions) boxes in the same sentence joined by "and" or "," chain too, unless "or" or a
+    plain "=" links them
     (`\\boxed{\\frac{25}{13}} = \\boxed{1\\frac{12}{13}}` is one answer written twice: the last is
     kept; `x = \\boxed{3}$, so $y = 2x = \\boxed{6}` reads 6). A box that never closes is no
     answer (None)."""
@@ -143,6 +144,7 @@ def boxed_chain(text: str, *, sentence: bool = False) -> Extraction:
     return Extraction(", ".join(parts), "boxed", first)
 
 
+_JOIN_RE = re.compile(r"\band\b|,")
 _SENTENCE_END_RE = re.compile(r"[.!?](?:\s|\$|$)|\n\s*\n|\bOR\b|\bor\b")
 
 
@@ -153,7 +155,11 @@ def _chains(between: str, sentence: bool) -> bool:
         return False
     if "\\\\" in between:                          # rows of an align: one answer per row
         return True
-    return sentence and "=" not in between
+    # a reference solution's boxes in one sentence, joined by "and" or a comma, are one answer
+    # ("the $x$-intercept is $\\boxed{3}$ and the $y$-intercept is $\\boxed{2}$"); words
+    # alone do not join them ("\\boxed{1} no no \\boxed{2}" is its last box)
+    return sentence and "=" not in between and bool(
+        _JOIN_RE.search(between) or not re.search(r"(?<!\\)\b[A-Za-z]{2,}", between))
 
 
 # -- numbers -------------------------------------------------------------------------------------
