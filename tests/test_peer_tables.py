@@ -44,9 +44,9 @@ def report(outcomes) -> str:
              for (t, k, d), n in sorted(total.items())]
     for table, row, v, grade in outcomes:
         if v != row["expected"]:
-            lines.append(f"  disagree [{row['kind']}{', debatable' if row.get('debatable') else ''}]"
-                         f" {row['source']}: expected {row['expected']}, rise read "
-                         f"{grade.answer!r} ({grade.extracted_by}) against {row['gold'][:60]!r}")
+            flag = ", debatable" if row.get("debatable") else ""
+            lines.append(f"  disagree [{row['kind']}{flag}] {row['source']}: expected "
+                         f"{row['expected']}, rise read {grade.answer!r} ({grade.extracted_by}) against {row['gold'][:60]!r}")
     return "\n".join(lines)
 
 

@@ -14,13 +14,17 @@ show why an answer was read. The steps (set per task, see `gsm8k_answer` and
                   "the answer is 9 * 2 = 18.", "Answer $ 9 $" (its value: the math right after the
                   marker, else the clause up to the end of the sentence, after its last "=");
   "last_math"     the last `$...$` / `\\(...\\)` / `\\[...\\]` (MATH only);
+  "whole"         a response that is only an answer, read whole (GSM8K: one value and nothing
+                  else; MATH: no words around it, `rise.tasks.statements.bare_answer`);
   "last_number"   the last number in the text (MATH only).
 
 GSM8K (`gsm8k_answer`): of "boxed", "hash" and "final_answer", the one that comes LAST in the
 text wins ("#### 16 ... The answer is 18." reads 18; a final-answer line beats earlier boxes).
 There is no "last number in the text" fallback: a model that writes no final answer has not
-answered (reward -1 on GSM8K, as in the paper). Values are exact rationals: `1/2`, `\\frac{1}{2}`,
-`2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`, `$18`, `50%`.
+answered (reward -1 on GSM8K, as in the paper); only a response that is one value and nothing
+else ("18", "$1,000.") is read whole (step "whole"). Values are exact rationals: `1/2`,
+`\\frac{1}{2}`, `2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`,
+`$18`, `50%`.
 """
 from __future__ import annotations
 
@@ -345,7 +349,8 @@ def gsm8k_answer(text: str) -> Extraction:
     if box.step and box.answer is None and not any(e.start > box.start for e in found):
         return box                                # the last box never closes: never finished
     if not found:
-        return NOTHING
+        value = whole_value(text)                 # a response that is only a number: "18"
+        return Extraction(value, "whole", 0) if value is not None else NOTHING
     last = max(found, key=lambda e: e.start)
     if last.step == "final_answer":               # "The answer is $\boxed{18}$": one statement
         inner = _last_match(_BOX_RE, last.answer)
@@ -359,6 +364,17 @@ def final_number(text: str) -> str | None:
     return gsm8k_answer(text).answer
 
 
+def whole_value(text: str) -> str | None:
+    """The canonical number of a text that is one value and nothing else ("18", "$1,000.",
+    "\\frac{1}{2}", "3:00"), else None. No words: "I got 18" is not an answer."""
+    s = clean_latex_number_text(text.strip()[:200]).rstrip(".").strip()
+    m = _VALUE_RE.fullmatch(s)
+    if m is None:
+        return None
+    v = value_of(m)
+    return canonical_rational(v) if v is not None else None
+
+
 def answer_column_number(value: object) -> str | None:
     """Gold from an answer column: a plain number ("18", "$1,000", 18, "1/2"), or a response."""
     if isinstance(value, bool) or value is None:
@@ -366,9 +382,4 @@ def answer_column_number(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     s = str(value).strip()
-    whole = clean_latex_number_text(s)
-    m = _VALUE_RE.fullmatch(whole)
-    if m:
-        v = value_of(m)
-        return canonical_rational(v) if v is not None else None
     return final_number(s)
