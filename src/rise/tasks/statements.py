@@ -163,6 +163,12 @@ def last_math_or_number(text: str) -> Extraction:
         return Extraction(number.group(0), "last_number", offset + number.start())
     if seg is not None:
         content = last_equal_side(segment_content(seg))
+        if prose_words(content):            # words typed inside math: "$? just about 1$"
+            inner = None
+            for inner in _LAST_NUMBER_RE.finditer(content):
+                pass
+            if inner is not None:
+                return Extraction(inner.group(0), "last_number", offset + seg.start())
         return Extraction(content or None, "last_math", offset + seg.start()) if content else NOTHING
     return NOTHING
 
