@@ -73,6 +73,9 @@ EXTRACTION_STEPS = [
     ("\\( y_1 = \\boxed{1} \\) and \\( y_2 = \\boxed{2} \\)", "1, 2", "boxed"),
     ("$x = \\boxed{3}$, so $y = 2x = \\boxed{6}$", "6", "boxed"),   # words between: no chain
     ("P(A) = 2/3. So it is 2/3.", "2/3", "last_number"),          # "2/3." at a sentence end
+    ("The solutions are $x=1$ and $x=-3$.", "x=1, x=-3", "last_math"),    # chained segments
+    ("Since $a=2$, we get $b=3$.", "b=3", "last_math"),            # words between: not chained
+    ("how many $? just about 1$", "1", "last_number"),            # words typed inside math
     ("", None, None),
     ("no answer here", None, None),
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .answers import (NOTHING, NUMBER_RE, Extraction, _box_at, _BOX_RE, boxed_chain,
+from .answers import (MAX_CHAIN, NOTHING, NUMBER_RE, Extraction, _box_at, _BOX_RE, boxed_chain,
                       final_statement)
 
 _SEGMENT = 2000        # longest math segment looked at (bounds the regex work)
@@ -26,6 +26,7 @@ _MATH_RE = re.compile(
     r"|\\\[(?P<br>.{1,%d}?)\\\]"
     r"|\\\((?P<pa>[^\n]{1,%d}?)\\\)"
     r"|(?<![\\$])\$(?P<d>(?:\\\$|[^$\n]){1,%d}?)(?<!\\)\$" % ((_SEGMENT,) * 4), re.DOTALL)
+_MATH_CHAIN_RE = re.compile(r"\s*(?:,\s*(?:and\b)?|\band\b)\s*")   # "$1$, $2$ and $3$"
 _LEAD_SEP_RE = re.compile(r"\s*(?:,|;|\band\b|\bor\b)?\s*(?:\band\b)?\s*$")
 _NO_ANSWER_WORDS = {"correct", "incorrect", "wrong", "right", "not", "as", "that", "the", "a",
                     "an", "to", "in", "this", "below", "above", "given", "shown", "then", "of",
@@ -169,7 +170,18 @@ def last_math_or_number(text: str) -> Extraction:
                 pass
             if inner is not None:
                 return Extraction(inner.group(0), "last_number", offset + seg.start())
-        return Extraction(content or None, "last_math", offset + seg.start()) if content else NOTHING
+        if not content:
+            return NOTHING
+        parts, first = [content], seg
+        for prev in reversed(segs[-MAX_CHAIN:-1]):   # "the solutions are $x=1$ and $x=-3$."
+            if not _MATH_CHAIN_RE.fullmatch(tail[prev.end():first.start()]):
+                break
+            part = last_equal_side(segment_content(prev))
+            if not part or prose_words(part):
+                break
+            parts.insert(0, part)
+            first = prev
+        return Extraction(", ".join(parts), "last_math", offset + first.start())
     return NOTHING
 
 
