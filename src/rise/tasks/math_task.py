@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number, last_boxed
-from .statements import math_answer, math_segments, segment_content
+from .statements import _top_level_split, math_answer, math_segments, segment_content
 from .base import Grade, Problem, Task
 from .loaders import Columns, HubSource, load_problems
 from . import verifier as _verifier
@@ -40,6 +40,9 @@ _POWER_RE = re.compile(r"(\d+)\s*\}?\s*\^\s*\{?\s*\+?(\d+)")
 MAX_BRACE_DEPTH = 8             # sympy's LaTeX parser is exponential in nesting; real answers < 5
 MAX_POWER_DIGITS = 100_000      # a literal power with more digits than this is not an answer
 _VAR_EQ_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
+# a unit written after a number: "108~\text{in}^2", "5\,\mathrm{cm}" (a lone "\text{Tuesday}" stays)
+_UNIT_RE = re.compile(r"(?<=[\d}])\s*(?:~|\\[,;: ]|\\quad)*\s*\\(?:text|mbox|mathrm)\s*\{\s*"
+                      r"[A-Za-z][A-Za-z .]{0,20}\}(?:\s*\^\s*\{?[23]\}?)?\s*$")
 _LIST_COMMA_RE = re.compile(r"\d,\s+\d")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{([^{}]*)\}")
 
@@ -127,6 +130,7 @@ def normalize_math(answer: Any) -> str:
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])", "", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
     s = re.sub(r"\\(?:text|mbox)\{\s[^{}]*\}\s*$", "", s)      # "5\text{ cm}" -> "5"
+    s = _UNIT_RE.sub("", s)                                     # "108~\text{in}^2" -> "108"
     s = _TEXT_RE.sub(r"\1", s)
     for space in ("\\!", "\\,", "\\;", "\\:", "\\ ", "~"):
         s = s.replace(space, "")
@@ -191,7 +195,7 @@ class MathTask(Task):
         self._stats = dict.fromkeys(("graded", "unparseable", "comparisons", "no_answer",
                                      "too_long", "fast_path", "too_complex", "verify_calls",
                                      "verify_equal", "timeouts", "base_strings",
-                                     "gold_unparsed", "gold_suspect"), 0)
+                                     "gold_unparsed", "gold_suspect", "right_side"), 0)
 
     # -- data ------------------------------------------------------------------------------------
     def hub_source(self, split: str) -> HubSource:
@@ -249,12 +253,24 @@ class MathTask(Task):
         return g
 
     def is_equivalent(self, predicted: Any, gold: Any) -> bool:
+        """Whether `predicted` is `gold` (steps in the module doc). An answer written as one
+        equation `lhs = value` against a gold that is no equation is also compared by its right
+        side ("a+k=-4" states -4), as math-verify does for `x = 5`."""
         self._stats["comparisons"] += 1
         if predicted is None or gold is None or not str(predicted).strip() \
                 or not str(gold).strip():
             self._stats["no_answer"] += 1
             return False
         pred, gold = str(predicted), str(gold)
+        if self._compare(pred, gold):
+            return True
+        sides = _top_level_split(pred)
+        if len(sides) == 2 and sides[1].strip() and "=" not in gold:
+            self._stats["right_side"] += 1
+            return self._compare(sides[1].strip(), gold)
+        return False
+
+    def _compare(self, pred: str, gold: str) -> bool:
         if len(pred) > self.max_answer_chars or len(gold) > self.max_answer_chars:
             self._stats["too_long"] += 1
             return False

@@ -21,8 +21,10 @@ from .answers import (MAX_CHAIN, NOTHING, NUMBER_RE, Extraction, _box_at, _BOX_R
                       final_statement)
 
 _SEGMENT = 2000        # longest math segment looked at (bounds the regex work)
+_ENV = r"(?:align|equation|gather|eqnarray|multline)\*?"
 _MATH_RE = re.compile(
-    r"\$\$(?P<dd>(?:[^$]|\$(?!\$)){1,%d}?)\$\$"
+    r"\\begin\{%s\}(?P<env>.{1,%d}?)\\end\{%s\}" % (_ENV, _SEGMENT, _ENV) +
+    r"|\$\$(?P<dd>(?:[^$]|\$(?!\$)){1,%d}?)\$\$"
     r"|\\\[(?P<br>.{1,%d}?)\\\]"
     r"|\\\((?P<pa>[^\n]{1,%d}?)\\\)"
     r"|(?<![\\$])\$(?P<d>(?:\\\$|[^$\n]){1,%d}?)(?<!\\)\$" % ((_SEGMENT,) * 4), re.DOTALL)
@@ -33,6 +35,7 @@ _NO_ANSWER_WORDS = {"correct", "incorrect", "wrong", "right", "not", "as", "that
                     "from", "because", "we", "it", "therefore", "thus", "so", "clear"}
 _LAST_NUMBER_RE = re.compile(NUMBER_RE.pattern + r"(?:\s*/\s*\d+(?!\d|\.\d))?")   # 5, 1,000, 1/2
 _QUOTE_RE = re.compile(r"^(?:\\?[\"'`\u201c\u201d])+|(?:\\?[\"'`\u201c\u201d])+(?=\W*$)")
+_ASY_RE = re.compile(r"\[asy\].{0,20000}?\[/asy\]", re.DOTALL)
 TAIL = 20_000          # the last characters searched for a last math / last number
 
 
@@ -42,6 +45,13 @@ def math_segments(text: str) -> list[re.Match]:
 
 
 def segment_content(m: re.Match) -> str:
+    """The math of a segment; of an `align`-like environment, the value its last row states
+    (`&= \\frac{16}{65}.` -> `\\frac{16}{65}`)."""
+    if m.group("env") is not None:
+        rows = [r for r in m.group("env").split("\\\\") if r.strip(" \t\n.&")]
+        row = rows[-1].replace("&", " ") if rows else ""
+        row = re.sub(r"\\(?:quad|qquad)\s*\\[Rr]ightarrow.*$|\\(?:text|mbox)\{[^{}]*\}\s*$", "", row)
+        return stated_value(row)
     return next(v for v in m.groupdict().values() if v is not None).strip()
 
 
@@ -55,15 +65,40 @@ def last_equal_side(latex: str) -> str:
     return parts[-1].strip() if len(parts) > 2 else latex
 
 
+def stated_value(latex: str) -> str:
+    """What a last math segment states: the end of a chain `a = b = c`, and the right side of
+    `<arithmetic> = <value>` (`2009 \\cdot 2 = 4018` states 4018; `x = 5` and `2x + 3y = 6` are
+    kept whole: an equation can be the answer)."""
+    latex = latex.strip().rstrip(".,;").strip()         # "$x \\in (5,\\infty).$"
+    if "\\equiv" in latex:                              # "n \\equiv 5 \\pmod{17}" states 5
+        latex = _PMOD_RE.sub("", latex).rsplit("\\equiv", 1)[1].strip()
+    parts = [p.strip() for p in _top_level_split(latex)]
+    if len(parts) >= 2 and _BARE_VAR_RE.fullmatch(parts[-1]) and parts[-2] \
+            and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", " ", parts[-2])):
+        parts = parts[:-1]                              # "36 - 7 - 2 - 10 = 17 = x" states 17
+        latex = "=".join(parts)
+    latex = last_equal_side(latex)
+    parts = [p.strip() for p in _top_level_split(latex)]
+    if len(parts) == 2 and parts[1] and not re.search(
+            r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", " ", parts[0])):
+        return parts[1]
+    return latex
+
+
+_PMOD_RE = re.compile(r"\\[pb]?mod\s*(?:\{[^{}]*\}|\d+)|\(\s*\\mod\s*\d+\s*\)")
+_BARE_VAR_RE = re.compile(r"[A-Za-z](?:_\{?\w{1,3}\}?)?")
+
+
 def _top_level_split(latex: str) -> list[str]:
-    """`latex` split at each "=" outside braces that is not part of `\\le`-like relations."""
+    """`latex` split at each "=" outside braces that is not part of `<=` / `>=` (`5!=120` is a
+    factorial: LaTeX writes "not equal" as `\\ne`)."""
     parts, depth, start = [], 0, 0
     for i, c in enumerate(latex):
         if c == "{":
             depth += 1
         elif c == "}":
             depth -= 1
-        elif c == "=" and depth == 0 and (i == 0 or latex[i - 1] not in "\\<>!"):
+        elif c == "=" and depth == 0 and (i == 0 or latex[i - 1] not in "\\<>"):
             parts.append(latex[start:i])
             start = i + 1
     parts.append(latex[start:])
@@ -130,15 +165,13 @@ def _value_in_prose(words: str) -> str | None:
 
 
 def bare_answer(text: str) -> Extraction:
-    """Step "whole": a response that is only an answer (no words around it, such as
-    `\\frac{10}{9}`, `(x-2)(x+2)`, `$1,000.99`, `x + y - z + 2 = 0`) is read whole, math
-    delimiters dropped; reading its last number would turn `\\frac{10}{9}` into 9."""
+    """Step "whole": a response that is only an answer, outside math delimiters and with no
+    words around it (`\\frac{10}{9}`, `(x-2)(x+2)`, `1,000.99`, `x + y - z + 2 = 0`), is read
+    whole; reading its last number would turn `\\frac{10}{9}` into 9."""
     s = text.strip()
-    if not s or len(s) > 400 or "\n\n" in s or prose_words(s):
-        return NOTHING
-    for delim in ("$$", "\\[", "\\]", "\\(", "\\)", "$"):
-        s = s.replace(delim, " ")
-    s = s.strip().rstrip(".").strip()
+    if not s or len(s) > 400 or "\n\n" in s or prose_words(s) or _MATH_RE.search(s):
+        return NOTHING                  # math in delimiters is read by "last_math" (its value)
+    s = s.rstrip(".").strip()
     return Extraction(s, "whole", 0) if s else NOTHING
 
 
@@ -154,7 +187,7 @@ def statement_answer(text: str) -> Extraction:
 def last_math_or_number(text: str) -> Extraction:
     """Step 3: the last math segment or the last number outside math, whichever ends later."""
     offset = max(len(text) - TAIL, 0)
-    tail = text[offset:]
+    tail = _ASY_RE.sub(lambda m: " " * len(m.group(0)), text[offset:])   # drawings hold no answer
     segs = math_segments(tail)
     seg = segs[-1] if segs else None
     number = None
@@ -163,8 +196,8 @@ def last_math_or_number(text: str) -> Extraction:
     if number is not None:
         return Extraction(number.group(0), "last_number", offset + number.start())
     if seg is not None:
-        content = last_equal_side(segment_content(seg))
-        if prose_words(content):            # words typed inside math: "$? just about 1$"
+        content = stated_value(segment_content(seg))
+        if len(prose_words(content)) >= 2:  # words typed inside math: "$? just about 1$"
             inner = None
             for inner in _LAST_NUMBER_RE.finditer(content):
                 pass
@@ -176,7 +209,9 @@ def last_math_or_number(text: str) -> Extraction:
         for prev in reversed(segs[-MAX_CHAIN:-1]):   # "the solutions are $x=1$ and $x=-3$."
             if not _MATH_CHAIN_RE.fullmatch(tail[prev.end():first.start()]):
                 break
-            part = last_equal_side(segment_content(prev))
+            if seg.group("env") is not None or prev.group("env") is not None:
+                break                               # an align block is one answer of its own
+            part = stated_value(segment_content(prev))
             if not part or prose_words(part):
                 break
             parts.insert(0, part)
