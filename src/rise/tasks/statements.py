@@ -35,7 +35,6 @@ _NO_ANSWER_WORDS = {"correct", "incorrect", "wrong", "right", "not", "as", "that
                     "from", "because", "we", "it", "therefore", "thus", "so", "clear"}
 _LAST_NUMBER_RE = re.compile(NUMBER_RE.pattern + r"(?:\s*/\s*\d+(?!\d|\.\d))?")   # 5, 1,000, 1/2
 _QUOTE_RE = re.compile(r"^(?:\\?[\"'`\u201c\u201d])+|(?:\\?[\"'`\u201c\u201d])+(?=\W*$)")
-_ASY_RE = re.compile(r"\[asy\].{0,20000}?\[/asy\]", re.DOTALL)
 TAIL = 20_000          # the last characters searched for a last math / last number
 
 
@@ -184,10 +183,24 @@ def statement_answer(text: str) -> Extraction:
     return Extraction(value, "final_answer", found.start) if value else NOTHING
 
 
+def without_drawings(text: str) -> str:
+    """`text` with each `[asy]...[/asy]` drawing blanked (same length): its labels and
+    coordinates are no answer. One pass of `str.find`, linear in the text."""
+    out, i = [], 0
+    while True:
+        start = text.find("[asy]", i)
+        end = text.find("[/asy]", start + 5) if start >= 0 else -1
+        if end < 0:
+            out.append(text[i:])
+            return "".join(out)
+        out.append(text[i:start] + " " * (end + 6 - start))
+        i = end + 6
+
+
 def last_math_or_number(text: str) -> Extraction:
     """Step 3: the last math segment or the last number outside math, whichever ends later."""
     offset = max(len(text) - TAIL, 0)
-    tail = _ASY_RE.sub(lambda m: " " * len(m.group(0)), text[offset:])   # drawings hold no answer
+    tail = without_drawings(text[offset:])
     segs = math_segments(tail)
     seg = segs[-1] if segs else None
     number = None
