@@ -13,7 +13,11 @@ Equivalence, cheapest first:
   6. math-verify in the worker process (LaTeX shorthand repaired first, `repair_latex`), at most
      `verify_timeout` seconds; a timeout is wrong. A gold whose parse cannot be trusted (unparsed,
      or disagreeing with its string) is only ever matched by step 3, never by math-verify:
-     counted as `gold_unparsed` / `gold_suspect`.
+     counted as `gold_unparsed` / `gold_suspect`;
+  7. an answer that is one equation `lhs = value` (`a+k=-4`) against a gold that is no equation
+     is compared once more by its right side (steps 3-6), as math-verify reads `x = 5`.
+Comma lists are sets (`1, 2` = `2, 1`), bracketed ones tuples or intervals (math-verify's reading);
+`32, 349` (comma and space) is a list, `32,349` a number.
 Counters of each outcome are in `task.grader_stats`.
 
 Default data: split `test` -> `HuggingFaceH4/MATH-500` (the standard 500-problem subset; it has

@@ -2,16 +2,22 @@
 regex is bounded, so extraction stays linear in the response length.
 
 Extraction order of `math_answer` (each step named in `Extraction.step`):
-  1. "boxed": the last `\\boxed{}` (with the boxes chained before it, see
+  1. "boxed": the last `\\boxed{}` (with the boxes chained before it by separators only, see
      `rise.tasks.answers.boxed_chain`), unless a final-answer statement comes after it;
   2. "final_answer": the last final-answer statement ("Final Answer: The final answer is $5$. I
-     hope it is correct.", "the answer is $x=3$", "Answer $ 9 $", "**Answer:** 12"): the math
-     right after the marker (several `$..$` chained by "," / "and" form one answer), else the
-     words up to the end of the sentence;
-  3. "last_math" / "last_number": whichever ends later of the last `$...$` / `\\(...\\)` /
-     `\\[...\\]` and the last number outside math ("the largest $n$ is 34." reads 34, "so
-     $x = 5$." reads 5).
-Instruction-tuned models often do not box; math-verify's own extraction reads all three forms.
+     hope it is correct.", "the answer is $x=3$", "Answer $ 9 $", "Answer $$ \\n 9 \\n $$",
+     "**Answer:** 12"): the math right after the marker (several `$..$` chained by "," / "and"
+     form one answer), else its words; words that make a sentence give the value it states
+     ("The largest $n$ is 34." -> 34, `_value_in_prose`);
+  3. "whole": a response that is only an answer, with no words and no math delimiters
+     (`\\frac{10}{9}`, `(x-2)(x+2)`), is read whole (`bare_answer`);
+  4. "last_math" / "last_number": whichever ends later of the last math segment (`$...$`,
+     `\\(...\\)`, `\\[...\\]`, `$$...$$`, an `align`-like environment) and the last number
+     outside math; `[asy]` drawings are skipped. The last segments joined by "," / "and" are one
+     answer ("the solutions are $x=1$ and $x=-3$."); a segment states its value
+     (`stated_value`: `a = b = 5` and `2009 \\cdot 2 = 4018` state the last side, `n \\equiv 3
+     \\pmod 7` states 3, an equation such as `y = 2x + 3` is kept whole).
+Instruction-tuned models often do not box; math-verify's own extraction reads all these forms.
 """
 from __future__ import annotations
 
