@@ -67,6 +67,7 @@ EXTRACTION_STEPS = [
     ("(x-2)(x+2)", "(x-2)(x+2)", "whole"),                        # not as its last number
     ("1,000.99.", "1,000.99", "whole"),
     ("$1,000.99$.", "1,000.99", "last_math"),                    # in delimiters: its last math
+    ("Monday.", "Monday", "whole"),                                # a one-word answer
     ("Final Answer: The largest $n$ is 34.", "34", "final_answer"),   # a sentence: its value
     ("Final Answer: Jane started growing it 3 hours ago.", "3", "final_answer"),
     ("Answer $$ \n 9 \n $$", "9", "final_answer"),               # display math spans lines
@@ -185,7 +186,7 @@ def test_hostile_inputs_are_quick(response):
 def test_grader_stats_count_outcomes():
     task = get_task("math")
     task.reward("\\boxed{\\dfrac12}", problem("\\frac{1}{2}"))
-    task.reward("nothing", problem("\\frac{1}{2}"))
+    task.reward("I have nothing to say.", problem("\\frac{1}{2}"))   # ("nothing" alone: an answer)
     stats = task.grader_stats
     assert stats["graded"] == 2 and stats["unparseable"] == 1 and stats["fast_path"] == 1
     assert {"timeouts", "verify_calls", "too_long", "worker_starts"} <= set(stats)

@@ -27,11 +27,13 @@ concatenated. Pass `hub_id`/`hub_config` to choose, or `path=` a local file.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 from typing import Any
 
-from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number, last_boxed
+from .answers import (NUMBER_RE, balanced_group, boxed_chain, canonical_number,
+                      canonical_rational, last_boxed)
 from .statements import _top_level_split, math_answer, math_segments, segment_content
 from .base import Grade, Problem, Task
 from .loaders import Columns, HubSource, load_problems
@@ -47,6 +49,8 @@ _VAR_EQ_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
 # a unit written after a number: "108~\text{in}^2", "5\,\mathrm{cm}" (a lone "\text{Tuesday}" stays)
 _UNIT_RE = re.compile(r"(?<=[\d}])\s*(?:~|\\[,;: ]|\\quad)*\s*\\(?:text|mbox|mathrm)\s*\{\s*"
                       r"[A-Za-z][A-Za-z .]{0,20}\}(?:\s*\^\s*\{?[23]\}?)?\s*$")
+_SCI_RE = re.compile(r"(?P<snum>-?\d{1,30}(?:\.\d{1,30})?)(?:[eE](?P<sexp>[-+]?\d{1,3})|"
+                     r"\\(?:times|cdot)10\^\{?(?P<texp>[-+]?\d{1,3})\}?)")
 _LIST_COMMA_RE = re.compile(r"\d,\s+\d")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{([^{}]*)\}")
 
@@ -155,6 +159,10 @@ def normalize_math(answer: Any) -> str:
         s = f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}"
     if NUMBER_RE.fullmatch(s) and not listed:
         s = canonical_number(s) or s
+    sci = _SCI_RE.fullmatch(s)
+    if sci:                                                     # "1e-3", "2.5\times10^{4}"
+        exponent = int(sci.group("sexp") or sci.group("texp"))
+        s = canonical_rational(Fraction(sci.group("snum")) * Fraction(10) ** exponent)
     return s
 
 

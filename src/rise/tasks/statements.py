@@ -90,6 +90,7 @@ def stated_value(latex: str) -> str:
     return latex
 
 
+_WORD_ANSWER_RE = re.compile(r"[A-Za-z]{2,20}\.?")
 _PMOD_RE = re.compile(r"\\[pb]?mod\s*(?:\{[^{}]*\}|\d+)|\(\s*\\mod\s*\d+\s*\)")
 _BARE_VAR_RE = re.compile(r"[A-Za-z](?:_\{?\w{1,3}\}?)?")
 
@@ -174,6 +175,8 @@ def bare_answer(text: str) -> Extraction:
     words around it (`\\frac{10}{9}`, `(x-2)(x+2)`, `1,000.99`, `x + y - z + 2 = 0`), is read
     whole; reading its last number would turn `\\frac{10}{9}` into 9."""
     s = text.strip()
+    if _WORD_ANSWER_RE.fullmatch(s):    # "Monday", "Even": a one-word answer
+        return Extraction(s.rstrip("."), "whole", 0)
     if not s or len(s) > 400 or "\n\n" in s or prose_words(s) or _MATH_RE.search(s):
         return NOTHING                  # math in delimiters is read by "last_math" (its value)
     s = s.rstrip(".").strip()
