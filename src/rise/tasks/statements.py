@@ -55,7 +55,7 @@ def segment_content(m: re.Match) -> str:
     if m.group("env") is not None:
         rows = [r for r in m.group("env").split("\\\\") if r.strip(" \t\n.&")]
         row = rows[-1].replace("&", " ") if rows else ""
-        row = re.sub(r"\\(?:quad|qquad)\s*\\[Rr]ightarrow.*$|\\(?:text|mbox)\{[^{}]*\}\s*$", "", row)
+        row = _ROW_TAIL_RE.sub("", row)
         return stated_value(row)
     return next(v for v in m.groupdict().values() if v is not None).strip()
 
@@ -90,6 +90,8 @@ def stated_value(latex: str) -> str:
     return latex
 
 
+# what ends an align row without being its value: "\quad \Rightarrow ...", a closing \text{..}
+_ROW_TAIL_RE = re.compile(r"\\(?:quad|qquad)\s*\\[Rr]ightarrow.*$|\\(?:text|mbox)\{[^{}]*\}\s*$")
 _WORD_ANSWER_RE = re.compile(r"[A-Za-z]{2,20}\.?")
 _PMOD_RE = re.compile(r"\\[pb]?mod\s*(?:\{[^{}]*\}|\d+)|\(\s*\\mod\s*\d+\s*\)")
 _BARE_VAR_RE = re.compile(r"[A-Za-z](?:_\{?\w{1,3}\}?)?")
