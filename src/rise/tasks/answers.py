@@ -170,8 +170,8 @@ def _chains(between: str, sentence: bool) -> bool:
 def canonical_number(token: str) -> str | None:
     """Canonical string of one number token: "1,000.50" -> "1000.5", "18.0" -> "18", "-0" -> "0".
 
-    Commas must be valid thousands separators ("1,8" is ambiguous: None). Pure string work, no
-    float rounding and no int() (which refuses > 4300 digits)."""
+    Commas must be valid thousands separators ("1,8" and "0,111" are ambiguous: None). Pure
+    string work, no float rounding and no int() (which refuses > 4300 digits)."""
     t = token.strip().replace("\u2212", "-")
     neg = t.startswith("-")
     t = t.lstrip("-")
@@ -180,7 +180,8 @@ def canonical_number(token: str) -> str | None:
     int_part, _, frac_part = t.partition(".")
     if "," in int_part:
         groups = int_part.split(",")
-        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])) \
+                or groups[0].startswith("0"):      # "0,111" is no thousands grouping
             return None
         int_part = "".join(groups)
     if not (int_part.isdigit() or int_part == "") or not (frac_part.isdigit() or frac_part == ""):
