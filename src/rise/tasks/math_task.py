@@ -75,10 +75,17 @@ def _latex_arg(s: str, i: int) -> tuple[str, int] | None:
 def repair_latex(s: str) -> str:
     """Brace the shorthand arguments that math-verify misreads: `\\frac \\pi4` -> `\\frac{\\pi}{4}`,
     `\\frac12` -> `\\frac{1}{2}`, `\\sqrt2` -> `\\sqrt{2}`, and write a repeating decimal
-    `0.\\overline{3}` as the fraction it is (`\\frac{1}{3}`). Other text is left as it is."""
+    `0.\\overline{3}` as the fraction it is (`\\frac{1}{3}`), and write groups of a list joined by
+    a worded "and" as the groups they are (`p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2`
+    -> `p = 5, q = 2; p = 7, q = 2`: two solutions, not four values). Other text is left as it
+    is."""
     if "\\" not in s:
         return s
     s = _OVERLINE_RE.sub(_overline_fraction, s)
+    if _GROUP_AND_RE.search(s):
+        parts = _GROUP_AND_RE.split(s)
+        if all("," in part for part in parts):
+            s = "; ".join(part.strip() for part in parts)
     out, i = [], 0
     for m in _SHORTHAND_RE.finditer(s):
         if m.start() < i:
@@ -100,6 +107,7 @@ def repair_latex(s: str) -> str:
     return "".join(out)
 
 
+_GROUP_AND_RE = re.compile(r"\s*(?:\\q?quad\s*)?\\text\s*\{\s*and\s*\}(?:\s*\\q?quad)?\s*")
 _SHORTHAND_RE = re.compile(r"\\([dtc]?frac|sqrt)(?![A-Za-z])")
 _OVERLINE_RE = re.compile(r"(-?)(\d*)\.(\d*)\\overline\s*\{?\s*(\d{1,12})\s*\}?")
 
