@@ -1,10 +1,9 @@
 """rise's graders against verdicts no one here wrote: the peers' own test tables in
 tests/peer_tables/ (Math-Verify, hendrycks/math, Qwen2.5-Math, lm-evaluation-harness; each file
 names its source and license). Agreement is printed per table and kind (run with -s to see it)
-and must reach the issue-11 thresholds on the rows that are not marked debatable: 97% of plain
-answer forms, 75% of prose outputs, 98% of GSM8K and Minerva-format outputs. A debatable row is a
-peer convention rise knowingly differs on (its reason is in the row); the print shows agreement
-with and without them."""
+and must reach the issue-11 thresholds: 97% of plain answer forms and 75% of prose outputs (all
+rows, and the non-debatable ones), 98% of the non-debatable GSM8K and Minerva-format outputs. A
+debatable row is a peer convention rise knowingly differs on (its reason is in the row)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -73,6 +72,8 @@ def test_agreement_with_peer_tables(outcomes, kind):
     print(f"{kind}: rise agrees with the peers on {ok}/{n} = {ok / n:.1%} of the non-debatable rows"
           f" ({all_ok}/{all_n} = {all_ok / all_n:.1%} of all)")
     assert ok / n >= THRESHOLDS[kind], report(outcomes)
+    if kind in ("plain", "prose"):                   # here debatable rows count as well
+        assert all_ok / all_n >= THRESHOLDS[kind], report(outcomes)
 
 
 def test_gsm8k_no_answer_keeps_its_reward():
