@@ -27,6 +27,7 @@ concatenated. Pass `hub_id`/`hub_config` to choose, or `path=` a local file.
 from __future__ import annotations
 
 import re
+import time
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
@@ -282,15 +283,17 @@ class MathTask(Task):
             self._stats["no_answer"] += 1
             return False
         pred, gold = str(predicted), str(gold)
-        if self._compare(pred, gold):
+        deadline = time.monotonic() + self.verify_timeout      # one time bound per call
+        if self._compare(pred, gold, self.verify_timeout):
             return True
         sides = _top_level_split(pred)
-        if len(sides) == 2 and sides[1].strip() and "=" not in gold:
+        left = deadline - time.monotonic()
+        if len(sides) == 2 and sides[1].strip() and "=" not in gold and left > 0:
             self._stats["right_side"] += 1
-            return self._compare(sides[1].strip(), gold)
+            return self._compare(sides[1].strip(), gold, left)
         return False
 
-    def _compare(self, pred: str, gold: str) -> bool:
+    def _compare(self, pred: str, gold: str, timeout: float) -> bool:
         if len(pred) > self.max_answer_chars or len(gold) > self.max_answer_chars:
             self._stats["too_long"] += 1
             return False
@@ -307,7 +310,7 @@ class MathTask(Task):
             return False
         self._stats["verify_calls"] += 1
         verdict, gold_status = _verifier.shared_worker().check(
-            repair_latex(gold), repair_latex(pred), self.verify_timeout)
+            repair_latex(gold), repair_latex(pred), timeout)
         if gold_status in ("unparsed", "suspect"):
             self._stats["gold_" + gold_status] += 1
         if verdict is None:
