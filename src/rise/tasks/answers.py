@@ -22,7 +22,8 @@ GSM8K (`gsm8k_answer`): of "boxed", "hash" and "final_answer", the one that come
 text wins ("#### 16 ... The answer is 18." reads 18; a final-answer line beats earlier boxes).
 There is no "last number in the text" fallback: a model that writes no final answer has not
 answered (reward -1 on GSM8K, as in the paper); only a response that is one value and nothing
-else ("18", "$1,000.") is read whole (step "whole"). Values are exact rationals: `1/2`,
+else ("18", "$1,000.") is read whole (step "whole"). A statement in words reads its leading
+number words ("The answer is eighteen."). Values are exact rationals: `1/2`,
 `\\frac{1}{2}`, `2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`,
 `$18`, `50%`.
 """
@@ -284,9 +285,43 @@ def number_of(clause: str) -> str | None:
         s = s.rsplit("=", 1)[1]
     m = _VALUE_RE.search(s[:400])
     if m is None:
-        return None
+        value = number_in_words(s[:200])          # "The answer is eighteen."
+        return str(value) if value is not None else None
     value = value_of(m)
     return canonical_rational(value) if value is not None else None
+
+
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate(
+    "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10 ** 6, "billion": 10 ** 9}
+_WORDS_RE = re.compile(r"[A-Za-z]+")
+
+
+def number_in_words(text: str) -> int | None:
+    """The whole number that `text` opens with in English words ("eighteen", "two hundred and
+    five", "forty-two dollars" -> 42), else None. Only the leading words are read."""
+    total = current = 0
+    seen = False
+    for word in _WORDS_RE.findall(text)[:12]:
+        w = word.lower()
+        if w in _UNITS or w in _TENS:
+            current += _UNITS.get(w, _TENS.get(w, 0))
+        elif w in _SCALES and (seen or w == "hundred"):
+            scale = _SCALES[w]
+            if scale == 100:
+                current = max(current, 1) * 100
+            else:
+                total += max(current, 1) * scale
+                current = 0
+        elif w in ("and", "a"):
+            continue
+        else:
+            break
+        seen = True
+    return total + current if seen else None
 
 
 def number_in_box(content: str) -> str | None:
