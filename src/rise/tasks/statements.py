@@ -64,8 +64,8 @@ def last_equal_side(latex: str) -> str:
     """The right side of the last "=" of a chain `a = b = c` (not of `x=1, y=2` or `a \\le b`),
     as math-verify's `get_last_eq`: a chain of equalities states its value last. Only "=" outside
     braces count (`F_n = \\sum_{k=0}^{n-1} ...` is one equation, not a chain)."""
-    if "," in latex or ";" in latex:
-        return latex
+    if ";" in latex or re.search(r",(?!\\!|\d{3}(?!\d))", latex.replace("{,}", "")):
+        return latex                                # a list, not a chain ("85,\\!184" is one)
     parts = _top_level_split(latex)
     return parts[-1].strip() if len(parts) > 2 else latex
 
