@@ -8,8 +8,9 @@ symbolic gold plus one (only where that certainly changes the value: no powers, 
 factorials, functions, binomials, floors, congruences, text); the last item of a list dropped.
 
 Restatements are all golds (fast path, about a second). Mutations of MATH go through math-verify,
-so CI grades a deterministic sample of RISE_GOLD_SAMPLE (default 120) MATH golds;
-RISE_GOLD_SAMPLE=all grades every one (about a minute on one core).
+so CI grades a deterministic sample of RISE_GOLD_SAMPLE (default 120, about 125 golds and 600
+mutations, ~1 s) MATH golds; RISE_GOLD_SAMPLE=all grades every one (1000 golds, 5018 mutations:
+~11 s CPU, ~25 s wall on a shared 2-core machine).
 """
 from __future__ import annotations
 
