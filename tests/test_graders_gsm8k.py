@@ -35,6 +35,11 @@ EXTRACTION = [
     ("The answer is \u22127", "-7"),
     ("\\boxed{-3}", "-3"),
     ("The answer is 2.50", "2.5"),
+    ("The answer is eighteen.", "18"),                     # number words
+    ("The answer is two hundred and five dollars.", "205"),
+    ("18", "18"),                                          # a response that is one value
+    ("$1,000.", "1000"),
+    ("The answer is a lot.", None),
     ("The answer is .5", "0.5"),
     ("The answer is 007", "7"),
     ("\\boxed{50\\%}", "50"),

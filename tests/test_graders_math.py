@@ -62,7 +62,29 @@ EXTRACTION_STEPS = [
     ("Thus the largest $n$ is 34.", "34", "last_number"),
     ("So $x = 5$.", "x = 5", "last_math"),
     ("so $a = 2 + 3 = 5$", "5", "last_math"),                     # a chain states its value last
-    ("\\boxedtext{5}", "5", "last_number"),
+    ("\\boxedtext{5}", "\\boxedtext{5}", "whole"),   # not a box: the whole answer
+    ("\\frac{10}{9}", "\\frac{10}{9}", "whole"),                # a bare answer is read whole,
+    ("(x-2)(x+2)", "(x-2)(x+2)", "whole"),                        # not as its last number
+    ("1,000.99.", "1,000.99", "whole"),
+    ("$1,000.99$.", "1,000.99", "last_math"),                    # in delimiters: its last math
+    ("Monday.", "Monday", "whole"),                                # a one-word answer
+    ("Final Answer: The largest $n$ is 34.", "34", "final_answer"),   # a sentence: its value
+    ("Final Answer: Jane started growing it 3 hours ago.", "3", "final_answer"),
+    ("Answer $$ \n 9 \n $$", "9", "final_answer"),               # display math spans lines
+    ("$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(2, 2), (6, 2)", "boxed"),
+    ("\\( y_1 = \\boxed{1} \\) and \\( y_2 = \\boxed{2} \\)", "1, 2", "boxed"),
+    ("$x = \\boxed{3}$, so $y = 2x = \\boxed{6}$", "6", "boxed"),   # words between: no chain
+    ("P(A) = 2/3. So it is 2/3.", "2/3", "last_number"),          # "2/3." at a sentence end
+    ("The solutions are $x=1$ and $x=-3$.", "x=1, x=-3", "last_math"),    # chained segments
+    ("Since $a=2$, we get $b=3$.", "b=3", "last_math"),            # words between: not chained
+    ("how many $? just about 1$", "1", "last_number"),            # words typed inside math
+    ("so \\begin{align*} x &= 2+3 \\\\ &= \\frac{16}{65}.\n\\end{align*}", "\\frac{16}{65}",
+     "last_math"),                                                # an align states its last row
+    ("Thus $2009 \\cdot 2 = 4018.$", "4018", "last_math"),          # arithmetic = value
+    ("so $y = 2x + 3$.", "y = 2x + 3", "last_math"),              # an equation is kept
+    ("Since $a = 5$, we get $n \\equiv 3 \\pmod{7}$.", "3", "last_math"),
+    ("[asy]label(\"$5$\",(2,3));[/asy] The area is $12$.\n[asy]draw((0,0)--(4,4));[/asy]", "12",
+     "last_math"),                                                # drawings hold no answer
     ("", None, None),
     ("no answer here", None, None),
 ]
@@ -164,7 +186,7 @@ def test_hostile_inputs_are_quick(response):
 def test_grader_stats_count_outcomes():
     task = get_task("math")
     task.reward("\\boxed{\\dfrac12}", problem("\\frac{1}{2}"))
-    task.reward("nothing", problem("\\frac{1}{2}"))
+    task.reward("I have nothing to say.", problem("\\frac{1}{2}"))   # ("nothing" alone: an answer)
     stats = task.grader_stats
     assert stats["graded"] == 2 and stats["unparseable"] == 1 and stats["fast_path"] == 1
     assert {"timeouts", "verify_calls", "too_long", "worker_starts"} <= set(stats)

@@ -14,13 +14,18 @@ show why an answer was read. The steps (set per task, see `gsm8k_answer` and
                   "the answer is 9 * 2 = 18.", "Answer $ 9 $" (its value: the math right after the
                   marker, else the clause up to the end of the sentence, after its last "=");
   "last_math"     the last `$...$` / `\\(...\\)` / `\\[...\\]` (MATH only);
+  "whole"         a response that is only an answer, read whole (GSM8K: one value and nothing
+                  else; MATH: no words around it, `rise.tasks.statements.bare_answer`);
   "last_number"   the last number in the text (MATH only).
 
 GSM8K (`gsm8k_answer`): of "boxed", "hash" and "final_answer", the one that comes LAST in the
 text wins ("#### 16 ... The answer is 18." reads 18; a final-answer line beats earlier boxes).
 There is no "last number in the text" fallback: a model that writes no final answer has not
-answered (reward -1 on GSM8K, as in the paper). Values are exact rationals: `1/2`, `\\frac{1}{2}`,
-`2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`, `$18`, `50%`.
+answered (reward -1 on GSM8K, as in the paper); only a response that is one value and nothing
+else ("18", "$1,000.") is read whole (step "whole"). A statement in words reads its leading
+number words ("The answer is eighteen."). Values are exact rationals: `1/2`,
+`\\frac{1}{2}`, `2 1/2` (mixed), `3:00` (a time, h + m/60), `5e3`, `5 \\times 10^3`, `1,000`,
+`$18`, `50%`.
 """
 from __future__ import annotations
 
@@ -41,10 +46,15 @@ ANSWER_MARKER_RE = re.compile(
     r"\banswer\b(?:\s+(?:is|was|would be|will be|should be)\b|\s*(?:[:=]|\*\*\s*:|:\s*\*\*)"
     r"|(?=\s*(?:\$|\\\(|\\\[|\\boxed)))[\s:*=]*", re.IGNORECASE)
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{([^{}]*)\}")
-# Separators that chain several boxes into one answer: "\boxed{1}, \boxed{2} and \boxed{3}".
-_CHAIN_SEP_RE = re.compile(
-    r"\s*\$?\s*(?:,|;|\band\b|\\text\{\s*(?:and|,)\s*\}|\\quad|\\qquad|\\,|&)?\s*"
-    r"(?:\band\b)?\s*\$?\s*")
+# Separators that chain several boxes into one answer: "\boxed{1}, \boxed{2} and \boxed{3}",
+# "$\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}$", "\( y_1 = \boxed{..} \) and \( y_2 = ".
+# Any run of: spaces, math delimiters, "," ";" "&", spacing commands, "and", a short `\text{..}`
+# (its words connect, they hold no sentence end) and a variable label "y_2 =" before the next box.
+_CHAIN_TOKEN = (r"(?:\s|\$|\\[()\[\]]|[,;&]|\\(?:quad|qquad|[,;: !])|\band\b"
+                r"|\\(?:text|textrm|mbox)\s*\{[^{}.!?]{0,40}\}"
+                r"|[A-Za-z](?:_\{?\w{1,4}\}?)?\s*=)")
+_CHAIN_SEP_RE = re.compile("(?:%s){0,120}" % _CHAIN_TOKEN)
+MAX_SEP = 200          # longest text between two chained boxes (bounds the separator match)
 MAX_CHAIN = 12
 
 
@@ -117,7 +127,8 @@ def boxed_chain(text: str, *, sentence: bool = False) -> Extraction:
     Boxes chain when only a separator ("," "and" "\\text{ and }" "\\quad", math delimiters) stands
     between them, so `$\\boxed{1}$ and $\\boxed{-2}$` is the answer "1, -2", or when they end the
     rows of one `align` (`\\\\` between them, no sentence end). With `sentence=True` (reference
-    solutions) boxes in the same sentence chain too, unless "or" or a plain "=" links them
+    solutions) boxes in the same sentence joined by "and" or "," chain too, unless "or" or a
+    plain "=" links them
     (`\\boxed{\\frac{25}{13}} = \\boxed{1\\frac{12}{13}}` is one answer written twice: the last is
     kept; `x = \\boxed{3}$, so $y = 2x = \\boxed{6}` reads 6). A box that never closes is no
     answer (None)."""
@@ -138,25 +149,30 @@ def boxed_chain(text: str, *, sentence: bool = False) -> Extraction:
     return Extraction(", ".join(parts), "boxed", first)
 
 
+_JOIN_RE = re.compile(r"\band\b|,")
 _SENTENCE_END_RE = re.compile(r"[.!?](?:\s|\$|$)|\n\s*\n|\bOR\b|\bor\b")
 
 
 def _chains(between: str, sentence: bool) -> bool:
-    if _CHAIN_SEP_RE.fullmatch(between):
+    if len(between) <= MAX_SEP and _CHAIN_SEP_RE.fullmatch(between):
         return True
     if len(between) > 400 or _SENTENCE_END_RE.search(between):
         return False
     if "\\\\" in between:                          # rows of an align: one answer per row
         return True
-    return sentence and "=" not in between
+    # a reference solution's boxes in one sentence, joined by "and" or a comma, are one answer
+    # ("the $x$-intercept is $\\boxed{3}$ and the $y$-intercept is $\\boxed{2}$"); words
+    # alone do not join them ("\\boxed{1} no no \\boxed{2}" is its last box)
+    return sentence and "=" not in between and bool(
+        _JOIN_RE.search(between) or not re.search(r"(?<!\\)\b[A-Za-z]{2,}", between))
 
 
 # -- numbers -------------------------------------------------------------------------------------
 def canonical_number(token: str) -> str | None:
     """Canonical string of one number token: "1,000.50" -> "1000.5", "18.0" -> "18", "-0" -> "0".
 
-    Commas must be valid thousands separators ("1,8" is ambiguous: None). Pure string work, no
-    float rounding and no int() (which refuses > 4300 digits)."""
+    Commas must be valid thousands separators ("1,8" and "0,111" are ambiguous: None). Pure
+    string work, no float rounding and no int() (which refuses > 4300 digits)."""
     t = token.strip().replace("\u2212", "-")
     neg = t.startswith("-")
     t = t.lstrip("-")
@@ -165,7 +181,8 @@ def canonical_number(token: str) -> str | None:
     int_part, _, frac_part = t.partition(".")
     if "," in int_part:
         groups = int_part.split(",")
-        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])) \
+                or groups[0].startswith("0"):      # "0,111" is no thousands grouping
             return None
         int_part = "".join(groups)
     if not (int_part.isdigit() or int_part == "") or not (frac_part.isdigit() or frac_part == ""):
@@ -268,9 +285,43 @@ def number_of(clause: str) -> str | None:
         s = s.rsplit("=", 1)[1]
     m = _VALUE_RE.search(s[:400])
     if m is None:
-        return None
+        value = number_in_words(s[:200])          # "The answer is eighteen."
+        return str(value) if value is not None else None
     value = value_of(m)
     return canonical_rational(value) if value is not None else None
+
+
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate(
+    "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10 ** 6, "billion": 10 ** 9}
+_WORDS_RE = re.compile(r"[A-Za-z]+")
+
+
+def number_in_words(text: str) -> int | None:
+    """The whole number that `text` opens with in English words ("eighteen", "two hundred and
+    five", "forty-two dollars" -> 42), else None. Only the leading words are read."""
+    total = current = 0
+    seen = False
+    for word in _WORDS_RE.findall(text)[:12]:
+        w = word.lower()
+        if w in _UNITS or w in _TENS:
+            current += _UNITS.get(w, _TENS.get(w, 0))
+        elif w in _SCALES and (seen or w == "hundred"):
+            scale = _SCALES[w]
+            if scale == 100:
+                current = max(current, 1) * 100
+            else:
+                total += max(current, 1) * scale
+                current = 0
+        elif w in ("and", "a"):
+            continue
+        else:
+            break
+        seen = True
+    return total + current if seen else None
 
 
 def number_in_box(content: str) -> str | None:
@@ -282,9 +333,19 @@ def number_in_box(content: str) -> str | None:
 _CLAUSE_END_RE = re.compile(r"\n|[.!?;](?=\s|$)|,\s(?=[A-Za-z])|\bI hope\b")
 
 
+_DISPLAY_OPEN_RE = re.compile(r"[ \t*:]*(\$\$|\\\[)")
+
+
 def clause_after(text: str, pos: int, limit: int = 300) -> str:
-    """The text from `pos` to the end of its sentence (at most `limit` characters)."""
+    """The text from `pos` to the end of its sentence (at most `limit` characters). Display math
+    that opens right there (`Answer $$ \\n 9 \\n $$`, `\\[ ... \\]`) is read to its close,
+    across lines."""
     chunk = text[pos:pos + limit]
+    display = _DISPLAY_OPEN_RE.match(chunk)
+    if display:
+        close = chunk.find("$$" if display.group(1) == "$$" else "\\]", display.end())
+        if close > 0:
+            return chunk[:close + 2]
     m = _CLAUSE_END_RE.search(chunk.lstrip(" \t*:"))
     lead = len(chunk) - len(chunk.lstrip(" \t*:"))
     return chunk[:lead + m.start()] if m else chunk
@@ -324,7 +385,8 @@ def gsm8k_answer(text: str) -> Extraction:
     if box.step and box.answer is None and not any(e.start > box.start for e in found):
         return box                                # the last box never closes: never finished
     if not found:
-        return NOTHING
+        value = whole_value(text)                 # a response that is only a number: "18"
+        return Extraction(value, "whole", 0) if value is not None else NOTHING
     last = max(found, key=lambda e: e.start)
     if last.step == "final_answer":               # "The answer is $\boxed{18}$": one statement
         inner = _last_match(_BOX_RE, last.answer)
@@ -338,6 +400,17 @@ def final_number(text: str) -> str | None:
     return gsm8k_answer(text).answer
 
 
+def whole_value(text: str) -> str | None:
+    """The canonical number of a text that is one value and nothing else ("18", "$1,000.",
+    "\\frac{1}{2}", "3:00"), else None. No words: "I got 18" is not an answer."""
+    s = clean_latex_number_text(text.strip()[:200]).rstrip(".").strip()
+    m = _VALUE_RE.fullmatch(s)
+    if m is None:
+        return None
+    v = value_of(m)
+    return canonical_rational(v) if v is not None else None
+
+
 def answer_column_number(value: object) -> str | None:
     """Gold from an answer column: a plain number ("18", "$1,000", 18, "1/2"), or a response."""
     if isinstance(value, bool) or value is None:
@@ -345,9 +418,4 @@ def answer_column_number(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     s = str(value).strip()
-    whole = clean_latex_number_text(s)
-    m = _VALUE_RE.fullmatch(whole)
-    if m:
-        v = value_of(m)
-        return canonical_rational(v) if v is not None else None
     return final_number(s)

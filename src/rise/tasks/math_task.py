@@ -13,7 +13,11 @@ Equivalence, cheapest first:
   6. math-verify in the worker process (LaTeX shorthand repaired first, `repair_latex`), at most
      `verify_timeout` seconds; a timeout is wrong. A gold whose parse cannot be trusted (unparsed,
      or disagreeing with its string) is only ever matched by step 3, never by math-verify:
-     counted as `gold_unparsed` / `gold_suspect`.
+     counted as `gold_unparsed` / `gold_suspect`;
+  7. an answer that is one equation `lhs = value` (`a+k=-4`) against a gold that is no equation
+     is compared once more by its right side (steps 3-6), as math-verify reads `x = 5`.
+Comma lists are sets (`1, 2` = `2, 1`), bracketed ones tuples or intervals (math-verify's reading);
+`32, 349` (comma and space) is a list, `32,349` a number.
 Counters of each outcome are in `task.grader_stats`.
 
 Default data: split `test` -> `HuggingFaceH4/MATH-500` (the standard 500-problem subset; it has
@@ -23,15 +27,23 @@ concatenated. Pass `hub_id`/`hub_config` to choose, or `path=` a local file.
 from __future__ import annotations
 
 import re
+import time
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 from typing import Any
 
 from . import verifier as _verifier
-from .answers import NUMBER_RE, balanced_group, boxed_chain, canonical_number
+from .answers import (
+    NUMBER_RE,
+    balanced_group,
+    boxed_chain,
+    canonical_number,
+    canonical_rational,
+)
 from .base import Grade, Problem, Task
 from .loaders import Columns, HubSource, load_problems
-from .statements import math_answer, math_segments, segment_content
+from .statements import _top_level_split, math_answer, math_segments, segment_content
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                  "number_theory", "prealgebra", "precalculus")
@@ -40,6 +52,12 @@ _POWER_RE = re.compile(r"(\d+)\s*\}?\s*\^\s*\{?\s*\+?(\d+)")
 MAX_BRACE_DEPTH = 8             # sympy's LaTeX parser is exponential in nesting; real answers < 5
 MAX_POWER_DIGITS = 100_000      # a literal power with more digits than this is not an answer
 _VAR_EQ_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
+# a unit written after a number: "108~\text{in}^2", "5\,\mathrm{cm}" (a lone "\text{Tuesday}" stays)
+_UNIT_RE = re.compile(r"(?<=[\d}])\s*(?:~|\\[,;: ]|\\quad)*\s*\\(?:text|mbox|mathrm)\s*\{\s*"
+                      r"[A-Za-z][A-Za-z .]{0,20}\}(?:\s*\^\s*\{?[23]\}?)?\s*$")
+_SCI_RE = re.compile(r"(?P<snum>-?\d{1,30}(?:\.\d{1,30})?)(?:[eE](?P<sexp>[-+]?\d{1,3})|"
+                     r"\\(?:times|cdot)10\^\{?(?P<texp>[-+]?\d{1,3})\}?)")
+_LIST_COMMA_RE = re.compile(r"\d,\s+\d")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{([^{}]*)\}")
 
 
@@ -63,10 +81,17 @@ def _latex_arg(s: str, i: int) -> tuple[str, int] | None:
 def repair_latex(s: str) -> str:
     """Brace the shorthand arguments that math-verify misreads: `\\frac \\pi4` -> `\\frac{\\pi}{4}`,
     `\\frac12` -> `\\frac{1}{2}`, `\\sqrt2` -> `\\sqrt{2}`, and write a repeating decimal
-    `0.\\overline{3}` as the fraction it is (`\\frac{1}{3}`). Other text is left as it is."""
+    `0.\\overline{3}` as the fraction it is (`\\frac{1}{3}`), and write groups of a list joined by
+    a worded "and" as the groups they are (`p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2`
+    -> `p = 5, q = 2; p = 7, q = 2`: two solutions, not four values). Other text is left as it
+    is."""
     if "\\" not in s:
         return s
     s = _OVERLINE_RE.sub(_overline_fraction, s)
+    if _GROUP_AND_RE.search(s):
+        parts = _GROUP_AND_RE.split(s)
+        if all("," in part for part in parts):
+            s = "; ".join(part.strip() for part in parts)
     out, i = [], 0
     for m in _SHORTHAND_RE.finditer(s):
         if m.start() < i:
@@ -88,6 +113,7 @@ def repair_latex(s: str) -> str:
     return "".join(out)
 
 
+_GROUP_AND_RE = re.compile(r"\s*(?:\\q?quad\s*)?\\text\s*\{\s*and\s*\}(?:\s*\\q?quad)?\s*")
 _SHORTHAND_RE = re.compile(r"\\([dtc]?frac|sqrt)(?![A-Za-z])")
 _OVERLINE_RE = re.compile(r"(-?)(\d*)\.(\d*)\\overline\s*\{?\s*(\d{1,12})\s*\}?")
 
@@ -126,9 +152,11 @@ def normalize_math(answer: Any) -> str:
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])", "", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
     s = re.sub(r"\\(?:text|mbox)\{\s[^{}]*\}\s*$", "", s)      # "5\text{ cm}" -> "5"
+    s = _UNIT_RE.sub("", s)                                     # "108~\text{in}^2" -> "108"
     s = _TEXT_RE.sub(r"\1", s)
     for space in ("\\!", "\\,", "\\;", "\\:", "\\ ", "~"):
         s = s.replace(space, "")
+    listed = bool(_LIST_COMMA_RE.search(s))       # "32, 349" is two numbers, "32,349" one
     s = re.sub(r"\s+", "", s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     m = _VAR_EQ_RE.fullmatch(s)
@@ -143,8 +171,12 @@ def normalize_math(answer: Any) -> str:
     m = re.fullmatch(r"(-?\d+)/(\d+)", s)
     if m:
         s = f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}"
-    if NUMBER_RE.fullmatch(s):
+    if NUMBER_RE.fullmatch(s) and not listed:
         s = canonical_number(s) or s
+    sci = _SCI_RE.fullmatch(s)
+    if sci:                                                     # "1e-3", "2.5\times10^{4}"
+        exponent = int(sci.group("sexp") or sci.group("texp"))
+        s = canonical_rational(Fraction(sci.group("snum")) * Fraction(10) ** exponent)
     return s
 
 
@@ -189,7 +221,7 @@ class MathTask(Task):
         self._stats = dict.fromkeys(("graded", "unparseable", "comparisons", "no_answer",
                                      "too_long", "fast_path", "too_complex", "verify_calls",
                                      "verify_equal", "timeouts", "base_strings",
-                                     "gold_unparsed", "gold_suspect"), 0)
+                                     "gold_unparsed", "gold_suspect", "right_side"), 0)
 
     # -- data ------------------------------------------------------------------------------------
     def hub_source(self, split: str) -> HubSource:
@@ -247,12 +279,26 @@ class MathTask(Task):
         return g
 
     def is_equivalent(self, predicted: Any, gold: Any) -> bool:
+        """Whether `predicted` is `gold` (steps in the module doc). An answer written as one
+        equation `lhs = value` against a gold that is no equation is also compared by its right
+        side ("a+k=-4" states -4), as math-verify does for `x = 5`."""
         self._stats["comparisons"] += 1
         if predicted is None or gold is None or not str(predicted).strip() \
                 or not str(gold).strip():
             self._stats["no_answer"] += 1
             return False
         pred, gold = str(predicted), str(gold)
+        deadline = time.monotonic() + self.verify_timeout      # one time bound per call
+        if self._compare(pred, gold, self.verify_timeout):
+            return True
+        sides = _top_level_split(pred)
+        left = deadline - time.monotonic()
+        if len(sides) == 2 and sides[1].strip() and "=" not in gold and left > 0:
+            self._stats["right_side"] += 1
+            return self._compare(sides[1].strip(), gold, left)
+        return False
+
+    def _compare(self, pred: str, gold: str, timeout: float) -> bool:
         if len(pred) > self.max_answer_chars or len(gold) > self.max_answer_chars:
             self._stats["too_long"] += 1
             return False
@@ -269,7 +315,7 @@ class MathTask(Task):
             return False
         self._stats["verify_calls"] += 1
         verdict, gold_status = _verifier.shared_worker().check(
-            repair_latex(gold), repair_latex(pred), self.verify_timeout)
+            repair_latex(gold), repair_latex(pred), timeout)
         if gold_status in ("unparsed", "suspect"):
             self._stats["gold_" + gold_status] += 1
         if verdict is None:
