@@ -331,7 +331,8 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
     prompts = [[5, 9, 11, 40, 2, 7], [33, 4, 8]]
     width, steps = 6, 3
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
-    cache = [(torch.zeros(2, 2, width + steps, 8, dtype=dt), torch.zeros(2, 2, width + steps, 8, dtype=dt))
+    cd = dec.cache_dtype(torch.device("cpu"))          # fp32 on a CPU, under either model dtype
+    cache = [(torch.zeros(2, 2, width + steps, 8, dtype=cd), torch.zeros(2, 2, width + steps, 8, dtype=cd))
              for _ in range(2)]
     ids = torch.tensor([prompts[0], [0, 0, 0] + prompts[1]])
     valid = torch.zeros(2, width + steps, dtype=torch.bool)
@@ -339,7 +340,7 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
     pos = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
     seqs = [list(p) for p in prompts]
     with torch.no_grad():
-        logits = dec.forward(ids, pos, valid, cache, None, 0)
+        logits = dec.forward(ids, pos, valid, cache, 0)
         for step in range(steps + 1):
             for row, seq in enumerate(seqs):
                 ref = m(input_ids=torch.tensor([seq])).logits[0, -1]
@@ -352,7 +353,7 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
             column = width + step
             valid[:, column] = True
             logits = dec.forward(tok_next[:, None], torch.tensor([[len(seqs[0]) - 1], [len(seqs[1]) - 1]]),
-                                 valid, cache, None, column)
+                                 valid, cache, column)
 
 
 def test_kv_decoder_refills_finished_slots(tok, monkeypatch):
