@@ -29,6 +29,7 @@ counts. The last line reads `rollout: 2.9x plain generate (8,600 vs 3,000 tokens
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -147,6 +148,16 @@ def main(argv=None) -> str:
             f"; every row generates exactly {max_new} tokens (no early stop) on both sides"
     model.eval()
     fixed = path is None
+    if path and device.type == "cpu":
+        from rise.modeling import resolve_dtype
+
+        # ours runs the model as rise loads it (engine dtype auto: bf16 on a CPU with native bf16);
+        # plain `generate` gets float32, transformers' own default and its faster dtype on a CPU
+        # (its sdpa attention is several times slower in bf16), so the baseline is not handicapped
+        plain_model = model.float()
+        model = copy.deepcopy(plain_model).to(resolve_dtype("auto", "cpu"))
+    else:
+        plain_model = model
     backend = HFBackend(model, tok, batch_size=args.batch_size or EngineConfig.batch_size)
     if fixed:
         backend.stop_ids = []  # no stop token: fixed-length rows, like min_new_tokens on the other side
@@ -156,12 +167,13 @@ def main(argv=None) -> str:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
              else f", {torch.get_num_threads()} thread(s)"))
     print(f"{n_problems} problems, {args.turns} turns, N={args.samples} samples per state, sampling T=1.0, "
-          f"max {max_new} new tokens, HFBackend batch {backend.batch_size} rows")
+          f"max {max_new} new tokens, HFBackend batch {backend.batch_size} rows ({backend.decoder} decoder, "
+          f"{next(model.parameters()).dtype}); plain generate in {next(plain_model.parameters()).dtype}")
 
     # warm-up both paths on one state (allocator, kernels)
     warm = [render_state(probs[0].question, [], preset)]
     backend.generate(warm, args.samples, SamplingParams(1.0, 1.0, 4), seed=1)
-    plain_generate(model, tok, warm, args.samples, 4, fixed, device)
+    plain_generate(plain_model, tok, warm, args.samples, 4, fixed, device)
 
     attempts = {p.id: [] for p in probs}
     active = list(probs)
@@ -185,7 +197,7 @@ def main(argv=None) -> str:
             ours = backend.generate(convs, args.samples, params, seed=args.seed * 1000 + turn)
             sync(device)
             t1 = time.perf_counter()
-            plain = plain_generate(model, tok, convs, args.samples, max_new, fixed, device)
+            plain = plain_generate(plain_model, tok, convs, args.samples, max_new, fixed, device)
             sync(device)
             t2 = time.perf_counter()
             best_ours, best_plain = min(best_ours, t1 - t0), min(best_plain, t2 - t1)
