@@ -252,7 +252,7 @@ def sync(device) -> None:
 # ------------------------------------------------------------------ the official recipe
 
 def official_recipe(model, encoded, batches, cfg, total_steps: int, pad_to: int, accum: int, pad_id: int,
-                    device) -> dict:
+                    device, bf16=False) -> dict:
     """Train `model` on `batches` (lists of indices into `encoded`) the official way; per-step
     losses, wall time and token counts.
 
@@ -289,7 +289,8 @@ def official_recipe(model, encoded, batches, cfg, total_steps: int, pad_to: int,
             labels = torch.full((1, pad_to), -100, dtype=torch.long)
             labels[0, :n] = torch.where(torch.tensor(e.trained), ids[0, :n], -100)
             ids, attn, labels = ids.to(device), attn.to(device), labels.to(device)
-            logits = model(input_ids=ids, attention_mask=attn).logits                 # [1, pad_to, V]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(input_ids=ids, attention_mask=attn).logits             # [1, pad_to, V]
             nll = F.cross_entropy(logits[0, :-1].float(), labels[0, 1:], ignore_index=-100, reduction="none")
             loss = nll.sum() / (labels[0, 1:] != -100).sum() * e.weight
             (loss / accum).backward()
@@ -310,6 +311,9 @@ def official_recipe(model, encoded, batches, cfg, total_steps: int, pad_to: int,
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="default", help="embedded model size (rise.embedded.SIZES)")
+    ap.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16"),
+                    help="both sides under the same precision; auto: what `rise train` picks here "
+                         "(bf16 autocast on a GPU with bf16 or a CPU with native bf16)")
     ap.add_argument("--gpu-size", default=None, metavar="0.5b",
                     help="a randomly initialised Qwen2-0.5B-shaped model (bf16) on the GPU instead")
     ap.add_argument("--device", default=None, help="default: cuda with --gpu-size, else cpu")
@@ -388,7 +392,11 @@ def main(argv=None) -> str:
     del warm, ids, attn, tmask
 
     # ours: rise.train.fit
-    acc = Accelerator(cpu=device.type == "cpu")
+    from rise.train import resolve_mixed_precision
+
+    mp = resolve_mixed_precision(args.mixed_precision, cpu=device.type == "cpu") or "no"
+    print(f"precision: {'bf16 autocast, fp32 master weights' if mp == 'bf16' else 'fp32'} (both sides)")
+    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=mp)
     with PeakMemory(device) as mem_ours:
         ours = fit(model, tok, examples, cfg, progress=False, accelerator=acc)
     ours_tps = ours["tokens"] / ours["wall_s"]
@@ -396,7 +404,7 @@ def main(argv=None) -> str:
     # the official recipe, on the first base_steps of the same global batches
     with PeakMemory(device) as mem_off:
         off = official_recipe(baseline, encoded, batches[:base_steps], cfg, steps, args.pad_to, args.accum,
-                              pad_id, device)
+                              pad_id, device, bf16=mp == "bf16")
     off_tps = off["tokens"] / off["wall_s"]
 
     print(f"ours:     {ours['tokens']:,} real tokens in {ours['wall_s']:.1f} s ({steps} steps, micro-batch "
@@ -411,7 +419,7 @@ def main(argv=None) -> str:
             return flops / sum(lengths[i] for b in batches for i in b) * tokens_s_wall / peak
         print(f"MFU: ours {100 * mfu(ours_tps):.1f}%, official {100 * mfu(off_tps):.1f}% "
               f"(peak {peak / 1e12:.0f} TFLOP/s bf16)")
-    tol = 2e-2 if gpu else 1e-4
+    tol = 2e-2 if gpu or mp == "bf16" else 1e-4
     worst = 0.0
     for s in range(base_steps):
         a, b = ours["loss"][s], off["loss"][s]
