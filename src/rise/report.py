@@ -1,4 +1,5 @@
-"""Evaluation report: report.json, report.md and accuracy_by_turn.png from per-model metrics.
+"""Evaluation report: report.json, report.md, accuracy_by_turn.png and flows_by_turn.png from
+per-model metrics.
 
 report.json is keyed by model or method name at the top level, each entry holding the metrics of
 `rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
@@ -121,11 +122,33 @@ All values are percentages of evaluated problems (n). A response is correct iff 
   turn 1 was wrong, the direct measure of self-correction.
 - **W→R / R→W**: share of consecutive-turn transitions that flip wrong to right / right to wrong.
 - **no answer**: share of sequential turns with no extractable answer.
+- **Flows t-1→t**: share of all problems wrong at turn t-1 and right at turn t (i→c), and right
+  then wrong (c→i); the net gain of turn t is their difference.
 - **Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i, fix rate** (SCoRe, Kumar et al. 2024): accuracy at turns
   1 and 2 of the chain, their difference, the share of problems wrong at turn 1 and right at turn
   2 (and the reverse), and Δi→c / (1 - Acc@t1). **[95% CI]**: percentile bootstrap over problems
   (1,000 resamples, the same for every metric).
 """
+
+
+def has_flows(results: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether any method's chain has a transition between turns (T >= 2) to show."""
+    return any((r.get("flows") or {}).get("i2c") for r in results.values())
+
+
+def flows_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per model and transition t-1 -> t: the share of problems wrong then right (i→c) and right
+    then wrong (c→i), in percent, as "i→c / c→i"."""
+    T = max((len((r.get("flows") or {}).get("i2c") or []) for r in results.values()), default=0) + 1
+    cols = ["method"] + [f"{t - 1}→{t} (i→c / c→i)" for t in range(2, T + 1)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in results.items():
+        flows = r.get("flows") or {}
+        i2c, c2i = list(flows.get("i2c") or []), list(flows.get("c2i") or [])
+        row = [_cell(_row_name(name, r))]
+        row += [f"{_pct(i2c[t])} / {_pct(c2i[t])}" if t < len(i2c) else DASH for t in range(T - 1)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fence(text: str) -> str:
@@ -186,9 +209,12 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE
     episode = episode_format(results)
     out = [f"# {title}\n", f"{describe_episode(episode)}\n", markdown_table(results),
            "## Self-correction and intervals\n", self_correction_table(results),
-           "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n",
-           LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
-           f"Tie rule: {TIE_RULE}\n"]
+           "![accuracy by turn](accuracy_by_turn.png)\n"]
+    if has_flows(results):
+        out += ["## Flows between turns\n", flows_table(results), "![flows between turns](flows_by_turn.png)\n"]
+    out += ["## Legend\n",
+            LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
+            f"Tie rule: {TIE_RULE}\n"]
     if notes:
         out.append("## Notes\n")
         out.append((notes if isinstance(notes, str) else "\n".join(f"- {n}" for n in notes)) + "\n")
@@ -238,6 +264,32 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
     _save_figure(fig, ax, "turn", "accuracy (%)", title, path)
 
 
+def plot_flows_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
+                       title: str = "Flows between turns") -> None:
+    """One colour and marker per method: share of problems going wrong -> right (i→c, solid,
+    filled) and right -> wrong (c→i, dashed, hollow) at each transition t-1 -> t."""
+    fig, ax = _new_figure()
+    n = len(results)
+    max_t = 1
+    for i, (name, r) in enumerate(results.items()):
+        flows = r.get("flows") or {}
+        i2c, c2i = flows.get("i2c") or [], flows.get("c2i") or []
+        if not i2c:
+            continue
+        color, marker = f"C{i % 10}", MARKERS[i % len(MARKERS)]
+        dx = (i - (n - 1) / 2) * 0.05
+        label = str(r.get("label") or name)
+        xs = [t + 2 + dx for t in range(len(i2c))]
+        ax.plot(xs, [100 * v for v in i2c], "-", marker=marker, color=color, label=f"{label}: i→c")
+        ax.plot(xs, [100 * v for v in c2i], "--", marker=marker, color=color, markerfacecolor="none",
+                label=f"{label}: c→i")
+        max_t = max(max_t, len(i2c) + 1)
+    ax.set_xticks(list(range(2, max_t + 1)))
+    ax.set_xticklabels([f"{t - 1}→{t}" for t in range(2, max_t + 1)])
+    ax.set_ylim(bottom=0)
+    _save_figure(fig, ax, "transition", "share of problems (%)", title, path)
+
+
 def _new_figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -276,9 +328,10 @@ def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], 
 def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, Any]],
                  title: str = "RISE evaluation", notes: str | Sequence[str] | None = None,
                  transcripts: Sequence[Any] | None = None) -> dict[str, Path]:
-    """Write report.json, report.md and accuracy_by_turn.png into `out_dir`, each atomically.
+    """Write report.json, report.md, accuracy_by_turn.png and (when a chain has two turns or
+    more) flows_by_turn.png into `out_dir`, each atomically.
 
-    Returns {"json": path, "md": path, "png": path}.
+    Returns {"json": path, "md": path, "png": path} and "flows_png" where that plot was drawn.
     """
     out = Path(out_dir)
     paths = {"json": out / "report.json", "md": out / "report.md",
@@ -286,4 +339,7 @@ def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, 
     write_json(paths["json"], build_report(results))
     write_text(paths["md"], render_markdown(results, title, notes, transcripts))
     plot_accuracy_by_turn(results, paths["png"], title=title)
+    if has_flows(results):
+        paths["flows_png"] = out / "flows_by_turn.png"
+        plot_flows_by_turn(results, paths["flows_png"], title=f"{title}: flows between turns")
     return paths

@@ -5,7 +5,7 @@ Layout under --out:
     probe/{alone,multi_turn}.jsonl (with nll_probe > 0: rise.probe's NLL probe, scored in training)
     iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
-    eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, config.yaml}
+    eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, flows_by_turn.png, config.yaml}
     config.yaml (the resolved run config), timings.json (wall time of each stage)
 A stage whose output is complete (a `done.json` beside it, for the same config and the same
 content of the artifacts it reads) is reused, so an interrupted run started again continues at
