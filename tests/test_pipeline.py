@@ -34,9 +34,12 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     assert all(len(e["messages"]) == 2 and e["weight"] == 1.0 for e in classic)  # single-turn SFT
     sr = [json.loads(x) for x in (out / "eval/episodes.jsonl").read_text().splitlines() if '"base+self-refine"' in x]
     assert sr and all("critique" in ep["turns"][0] for ep in sr)
+    assert all(ep["question"] for ep in sr)  # transcripts show the question
+    assert set(report["rise-iter1"]["analyses"]["beyond_reference"]) == {"1", "2"}  # eval.analyses on in rise run
     for f in ("iter1/collect/rollouts.jsonl", "iter1/collect/config.yaml", "iter1/train/examples.jsonl",
               "iter1/train/checkpoint/model.safetensors", "iter1/train/config.yaml", "eval/episodes.jsonl",
-              "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json",
+              "eval/report.md", "eval/accuracy_by_turn.png", "eval/flows_by_turn.png", "eval/analyses.png",
+              "config.yaml", "timings.json",
               "probe/alone.jsonl", "probe/multi_turn.jsonl", "probe/nll_over_training.png"):
         assert (out / f).is_file(), f
     # the NLL probe (analysis (a)) is scored at every step of both trainings, from the same start

@@ -38,6 +38,10 @@ class EvalConfig:
     # oracle feedback tells the model whether each turn was right: its m1@tT is then no longer a
     # no-oracle figure, so it has to be asked for explicitly
     allow_oracle_feedback: bool = False
+    # the paper's analyses from the drawn episodes (rise.analysis.eval_analyses: problems solved
+    # sequentially but not by pass@B, B <= parallel; edit size between turns): report.md section
+    # and analyses.png
+    analyses: bool = False
 
     def __post_init__(self):
         if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:
@@ -70,7 +74,8 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
     episodes = []
     for p, texts in zip(problems, first):
         par = [_response(task, p, t) for t in texts]
-        episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
+        episodes.append({"model": name, "problem_id": p.id, "question": p.question, "gold": p.answer,
+                         "parallel": par, "turns": [par[0]]})
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
         if self_refine:
             convs = self_refine_states(backend, problems, episodes, cfg, seed + 1000 + turn)
@@ -112,7 +117,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
         raise InputError("eval.models: no model to evaluate")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
-    all_eps, results = [], {}
+    all_eps, results, by_row = [], {}, {}
     unknown = [n for n in cfg.self_refine if n not in cfg.models]
     if unknown:
         raise InputError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
@@ -132,10 +137,16 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
                     store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
                 eps.extend(store.load(row, i))
             all_eps.extend(eps)
+            by_row[row] = eps
             results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
             timings[row] = time.perf_counter() - t0
         del backend
     write_jsonl(out / "episodes.jsonl", all_eps)
+    if cfg.analyses:
+        from rise.analysis import eval_analyses
+
+        for row, found in eval_analyses(by_row).items():
+            results[row]["analyses"] = found
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)
     stats = dict(task.grader_stats)

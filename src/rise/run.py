@@ -37,7 +37,7 @@ from rise.train import TrainConfig
 _SHORT = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=96)
 EMBEDDED_COLLECT = dict(limit=2000, turns=5, improve="reference", improve_first_turn=True, sampling=_SHORT)
 EMBEDDED_TRAIN = dict(lr=1e-3, epochs=2.0, batch_size=16, micro_batch_tokens=4096)
-EMBEDDED_EVAL = dict(limit=500, turns=5, parallel=5, sampling=_SHORT)
+EMBEDDED_EVAL = dict(limit=500, turns=5, parallel=5, sampling=_SHORT, analyses=True)
 
 
 @dataclass
