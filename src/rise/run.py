@@ -5,6 +5,7 @@ Layout under --out:
     probe/{alone,multi_turn}.jsonl (with nll_probe > 0: rise.probe's NLL probe, scored in training)
     iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
+    classic/train/..., glore/train/... (the baselines Classic SFT and the GLoRE-style refiner)
     eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, flows_by_turn.png, config.yaml}
     config.yaml (the resolved run config), timings.json (wall time of each stage)
 A stage whose output is complete (a `done.json` beside it, for the same config and the same
@@ -53,6 +54,13 @@ class RunConfig:
     improve_schedule: list[str] = field(default_factory=list)  # per-iteration collect.improve, e.g. [reference, self]
     classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
     self_refine: bool = True          # baseline: the base with Self-Refine prompting
+    # baseline: a GLoRE-style refiner (Havrilla et al. 2024), the base fine-tuned on iteration 1's
+    # data to improve a given wrong answer (convert.mode refiner); evaluated as the base at turn 1
+    # and the refiner at turns 2..T. Kept cheap: the first refinement of each rollout only
+    # (glore_max_turn), glore_epochs of training.
+    glore: bool = True
+    glore_max_turn: int | None = 2
+    glore_epochs: float = 1.0
     # analysis (a): score the reference's NLL with and without a wrong attempt in context over
     # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
     nll_probe: int = 0
@@ -74,6 +82,10 @@ class RunConfig:
         bad = [m for m in self.improve_schedule if m not in IMPROVE_MODES]
         if bad:
             raise InputError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
+        if self.glore_max_turn is not None and self.glore_max_turn < 2:
+            raise InputError(f"glore_max_turn must be >= 2 (turn 1 has no answer to refine), got {self.glore_max_turn}")
+        if not self.glore_epochs > 0:
+            raise InputError(f"glore_epochs must be > 0, got {self.glore_epochs}")
         if self.nll_probe < 0:
             raise InputError(f"nll_probe must be >= 0, got {self.nll_probe}")
         check_derived_keys(self)
@@ -87,6 +99,7 @@ DERIVED_KEYS = {
     "train.seed": "seed",
     "eval.models": "base (plus the trained models rise run adds)", "eval.task": "task",
     "eval.task_options": "task_options", "eval.self_refine": "self_refine",
+    "eval.refiners": "glore", "eval.refiner_base": "glore (the refiner continues the base's chains)",
     "pretrain.task": "task", "pretrain.task_options": "task_options",
 }
 
@@ -283,6 +296,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     write_text(out / "base.txt", base + "\n")
 
     models = {"base": base}
+    refiners: dict[str, str] = {}
     train_dirs: dict[str, Path] = {}
     policy = base
     if cfg.nll_probe and cfg.iterations:
@@ -305,11 +319,19 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings,
                    [base, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
+        if it == 1 and cfg.glore:
+            gl, gldir = glore_config(cfg, tr, base), out / "glore" / "train"
+            if has_examples(gl):
+                _stage("glore.train", gldir, gl, lambda: run_train(gl, gldir, progress), timings, [base, *gl.rollouts])
+                refiners["glore-refiner"] = str(gldir / "checkpoint")
+            else:
+                print("[rise] glore: iteration 1's rollouts hold no wrong attempt followed by a right action; "
+                      "no refiner to train")
 
-    ev = eval_config(cfg, models)
+    ev = eval_config(cfg, models, refiners)
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings,
-           [*ev.models.values(), *data_inputs(cfg, "test")])
+           [*ev.models.values(), *ev.refiners.values(), *data_inputs(cfg, "test")])
     if cfg.nll_probe and cfg.iterations:
         write_probe_curves(out, train_dirs)
     timings["total"] = sum(v for k, v in timings.items())
@@ -319,13 +341,33 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     return report
 
 
-def eval_config(cfg: RunConfig, models: dict[str, str]) -> EvalConfig:
+def glore_config(cfg: RunConfig, tr, base: str):
+    """The GLoRE-style refiner's training: the base on iteration 1's rollouts, converted to
+    (wrong attempt in context -> correct action) examples; not scored on the NLL probe."""
+    gl = copy.deepcopy(tr)
+    gl.model, gl.eval_files = base, {}
+    gl.convert.mode, gl.convert.max_turn = "refiner", cfg.glore_max_turn
+    gl.train.epochs = cfg.glore_epochs  # a train.max_steps cap applies here too
+    return gl
+
+
+def has_examples(tr) -> bool:
+    """Whether the rollouts of a train stage config convert to any example (a cheap check, so a
+    baseline with nothing to learn is skipped instead of failing the run)."""
+    from rise.convert import convert, read_rollouts
+
+    return bool(convert(read_rollouts(tr.rollouts), tr.convert))
+
+
+def eval_config(cfg: RunConfig, models: dict[str, str], refiners: dict[str, str] | None = None) -> EvalConfig:
     """The evaluation of a run: its models on the test problems, shown in the same episode format
-    as the rollouts they were trained on (collect.episode) unless eval.episode is set."""
+    as the rollouts they were trained on (collect.episode) unless eval.episode is set; refiner
+    rows continue the base's chains."""
     from rise.episodes import EpisodeConfig
 
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
+    ev.refiners, ev.refiner_base = dict(refiners or {}), "base"
     if ev.episode == EpisodeConfig():
         ev.episode = copy.deepcopy(cfg.collect.episode)
     EvalConfig.__post_init__(ev)  # the oracle opt-in applies to the format inherited from collect too
