@@ -40,8 +40,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
         if name in RESERVED:
             continue
         kw: dict[str, Any] = {"dest": f"cfg:{name}", "default": argparse.SUPPRESS, "metavar": "V"}
-        if origin is list:
-            kw["nargs"] = "+"
+        if origin is list or any(typing.get_origin(a) is list for a in typing.get_args(tp)):
+            kw["nargs"] = "+"  # a list, or a value that may be one (e.g. one per turn)
         group.add_argument(f"--{name}", **kw)
 
 

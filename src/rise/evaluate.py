@@ -125,8 +125,10 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
     return states
 
 
-def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
-    """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
+def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None,
+             notes: list[str] | None = None) -> dict:
+    """Evaluate every model in cfg.models; write episodes.jsonl and the report (with `notes`, e.g.
+    how the models' training data was collected). Returns metrics."""
     from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
     from rise.config import to_dict
     from rise.engines import open_backend
@@ -173,7 +175,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
         results.setdefault(name, {}).update(extra_fields)
     stats = dict(task.grader_stats)
     write_json(out / "grader_stats.json", stats)
-    notes = grader_notes(stats)
+    notes = grader_notes(stats) + list(notes or [])
     write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
                  notes=notes, transcripts=wrong_to_right_examples(all_eps, limit=3))
     write_json(out / "timings.json", timings)

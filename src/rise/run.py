@@ -52,7 +52,11 @@ class RunConfig:
     test_data: str | None = None      # local file for test problems
     iterations: int = 1               # RISE iterations (collect with the newest model, train it)
     improve_schedule: list[str] = field(default_factory=list)  # per-iteration collect.improve, e.g. [reference, self]
-    classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
+    # the model trained on iteration 1's rollouts, when not the base that collects them (the
+    # paper's Llama-2 rollouts training Mistral): a hub id, a local dir or "embedded"; evaluated
+    # untrained as "student"; later iterations collect with its checkpoint
+    student: str | None = None
+    classic: bool = True              # baseline: single-turn SFT of the trained model on iteration 1's data
     self_refine: bool = True          # baseline: the base with Self-Refine prompting
     # baseline: a GLoRE-style refiner (Havrilla et al. 2024), the base fine-tuned on iteration 1's
     # data to improve a given wrong answer (convert.mode refiner); evaluated as the base at turn 1
@@ -208,8 +212,9 @@ def build_probe_stage(pr: EvalConfig, out_dir: Path, progress: bool) -> None:
     save_config(out_dir / "config.yaml", pr)
 
 
-def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
-    """The collect and train configs of one iteration, derived from the run config."""
+def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path, trainee: str | None = None):
+    """The collect and train configs of one iteration, derived from the run config: `policy`
+    collects, `trainee` (default: the policy) is fine-tuned on its rollouts."""
     from rise.train import TrainStageConfig
 
     col = copy.deepcopy(cfg.collect)
@@ -219,7 +224,7 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
         CollectConfig.__post_init__(col)
     col.data_path = cfg.train_data or col.data_path
     col.seed = cfg.seed * 1000 + iteration
-    tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
+    tr = TrainStageConfig(model=trainee or policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
     tr.train.seed = cfg.seed * 1000 + iteration
     if cfg.nll_probe:
@@ -267,9 +272,12 @@ def preflight(cfg: RunConfig) -> None:
         check_disjoint(train, test)  # by question hash: training on test problems is refused
         if cfg.nll_probe:
             task.load(cfg.probe_split, limit=cfg.nll_probe)
-    if cfg.base != "embedded":
-        check_model_source(cfg.base)
-    elif cfg.task != "arith":
+    for turn_model in cfg.collect.other_models():
+        check_model_source(turn_model)
+    for name in (cfg.base, cfg.student):
+        if name not in (None, "embedded"):
+            check_model_source(name)
+    if "embedded" in (cfg.base, cfg.student) and cfg.task != "arith":
         raise InputError(f"task {cfg.task!r}: the embedded base is a 1.15M-parameter model that knows only the "
                          f"synthetic arith task; give --base a hub id or a local model directory")
 
@@ -296,6 +304,10 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     write_text(out / "base.txt", base + "\n")
 
     models = {"base": base}
+    student = resolve_student(cfg, progress)
+    if student:
+        models["student"] = student
+    notes: list[str] = []
     refiners: dict[str, str] = {}
     train_dirs: dict[str, Path] = {}
     policy = base
@@ -303,12 +315,13 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
         pr, pdir = probe_config(cfg, base), out / "probe"
         _stage("probe", pdir, pr, lambda: build_probe_stage(pr, pdir, progress), timings, [base])
     for it in range(1, cfg.iterations + 1):
-        col, tr = stage_configs(cfg, policy, it, out)
+        col, tr = stage_configs(cfg, policy, it, out, trainee=student if it == 1 else None)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
         _stage(f"iter{it}.collect", cdir, col, lambda: run_collect(col, cdir, progress), timings,
-               [policy, *data_inputs(cfg, "train")])
+               [policy, *col.other_models(), *data_inputs(cfg, "train")])
         _stage(f"iter{it}.train", tdir, tr, lambda: run_train(tr, tdir, progress), timings,
-               [policy, *tr.rollouts, *tr.eval_files.values()])
+               [tr.model, *tr.rollouts, *tr.eval_files.values()])
+        notes.append(collection_note(col, it, name_of(models, policy), name_of(models, tr.model)))
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
         if it == 1 and cfg.classic:
@@ -317,7 +330,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
             _stage("classic.train", cldir, cl, lambda: run_train(cl, cldir, progress), timings,
-                   [base, *cl.rollouts])
+                   [cl.model, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
         if it == 1 and cfg.glore:
             gl, gldir = glore_config(cfg, tr, base), out / "glore" / "train"
@@ -330,7 +343,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
 
     ev = eval_config(cfg, models, refiners)
     edir = out / "eval"
-    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings,
+    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress, notes=notes), timings,
            [*ev.models.values(), *ev.refiners.values(), *data_inputs(cfg, "test")])
     if cfg.nll_probe and cfg.iterations:
         write_probe_curves(out, train_dirs)
@@ -349,6 +362,32 @@ def glore_config(cfg: RunConfig, tr, base: str):
     gl.convert.mode, gl.convert.max_turn = "refiner", cfg.glore_max_turn
     gl.train.epochs = cfg.glore_epochs  # a train.max_steps cap applies here too
     return gl
+
+
+def resolve_student(cfg: RunConfig, progress: bool) -> str | None:
+    """The path of the model trained on the base's rollouts, or None (the base is trained)."""
+    if cfg.student != "embedded":
+        return cfg.student
+    from rise.pretrain import ensure_base_model
+
+    return str(ensure_base_model(base_config(cfg), progress=progress))
+
+
+def name_of(models: dict[str, str], path: str) -> str:
+    """The report's name of a model path (a RISE checkpoint, the base, the student)."""
+    return next((name for name, p in models.items() if p == path), path)
+
+
+def collection_note(col: CollectConfig, iteration: int, collector: str, trainee: str) -> str:
+    """One line of the report saying who collected an iteration's data, how, and who learnt from it."""
+    turns = []
+    for t in range(1, col.turns + 1):
+        model = col.model_at(t)
+        who = f"`{collector}`" if model == col.policy else f"`{model}`"
+        turns.append(f"t{t} {who} x{col.samples_at(t)} at T={col.sampling_at(t).temperature:g}")
+    improve = "" if col.improve == "none" else f", improved responses: {col.improve}"
+    return (f"Iteration {iteration}'s data: rolled out by `{collector}` ({'; '.join(turns)}{improve}); "
+            f"trained: `{trainee}`.")
 
 
 def has_examples(tr) -> bool:
