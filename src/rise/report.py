@@ -182,7 +182,7 @@ ANALYSES_LEGEND = """\
 model itself / of `base` solves but the model's sequential chain solves at some turn (paper,
 Sec. 6: sequential improvement is not just more sampling). **edits after wrong**: consecutive
 turn pairs whose first turn is wrong; **median edit**: the median share of characters changed
-(1 - difflib ratio); **identical**: share of those where the answer is repeated verbatim.
+(1 - difflib ratio); **identical**: share of those where the whole response is repeated verbatim.
 """
 
 
