@@ -71,11 +71,11 @@ class CollectConfig:
         for name in ("turns", "best_of", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name, ok, what in (("samples", lambda v: v >= 1, ">= 1"), ("temperature", lambda v: v >= 0, ">= 0"),
-                               ("turn_models", lambda v: bool(v), "a model name or 'policy'")):
-            values = per_turn(getattr(self, name) or (None if name == "turn_models" else getattr(self, name)),
-                              self.turns, name)
-            bad = [v for v in values if v is not None and not ok(v)]
+        schedules = {"samples": (self.samples, lambda v: v >= 1, ">= 1"),
+                     "temperature": (self.temperature, lambda v: v >= 0, ">= 0"),
+                     "turn_models": (self.turn_models or None, bool, "a model name or 'policy'")}
+        for name, (value, ok, what) in schedules.items():
+            bad = [v for v in per_turn(value, self.turns, name) if v is not None and not ok(v)]
             if bad:
                 raise InputError(f"collect.{name} must be {what} at every turn, got {bad[0]!r}")
 
