@@ -104,5 +104,14 @@ def test_run_trains_a_student_on_the_base_rollouts_with_a_turn_model(tiny_model,
     turn2 = [r for r in recs if r["turn"] == 2]
     assert turn2 and all(sum(c["source"].startswith("model:") for c in r["candidates"]) == 2 for r in turn2)
     md = (out / "eval/report.md").read_text()
-    assert (f"Iteration 1's data: rolled out by `base` (t1 `base` x1 at T=1; t2 `{other_tiny_model}` x2 at T=0.7, "
-            "improved responses: reference); trained: `student`.") in md
+    assert (f"Iteration 1's data: rolled out by `base` (turn 1: `base` x1 at T=1; turn 2: `{other_tiny_model}` x2 "
+            "at T=0.7; improved responses: reference); trained: `student` -> `rise-iter1`.") in md
+
+
+def test_collection_note_merges_equal_turns():
+    from rise.run import collection_note
+
+    col = CollectConfig(policy="P", turns=5, samples=[1, 1, 1, 16, 16])
+    assert collection_note(col, 2, "rise-iter1", "rise-iter1") == (
+        "Iteration 2's data: rolled out by `rise-iter1` (turns 1-3: `rise-iter1` x1 at T=1; turns 4-5: "
+        "`rise-iter1` x16 at T=1; improved responses: reference); trained: `rise-iter1` -> `rise-iter2`.")

@@ -379,15 +379,21 @@ def name_of(models: dict[str, str], path: str) -> str:
 
 
 def collection_note(col: CollectConfig, iteration: int, collector: str, trainee: str) -> str:
-    """One line of the report saying who collected an iteration's data, how, and who learnt from it."""
-    turns = []
+    """One line of the report saying who collected an iteration's data, with which per-turn
+    schedule (runs of equal turns merged), and who learnt from it."""
+    spans: list[list] = []  # [first turn, last turn, description]
     for t in range(1, col.turns + 1):
         model = col.model_at(t)
-        who = f"`{collector}`" if model == col.policy else f"`{model}`"
-        turns.append(f"t{t} {who} x{col.samples_at(t)} at T={col.sampling_at(t).temperature:g}")
-    improve = "" if col.improve == "none" else f", improved responses: {col.improve}"
-    return (f"Iteration {iteration}'s data: rolled out by `{collector}` ({'; '.join(turns)}{improve}); "
-            f"trained: `{trainee}`.")
+        who = collector if model == col.policy else model
+        desc = f"`{who}` x{col.samples_at(t)} at T={col.sampling_at(t).temperature:g}"
+        if spans and spans[-1][2] == desc:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t, desc])
+    turns = "; ".join(f"turn{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}: {d}" for a, b, d in spans)
+    improve = "" if col.improve == "none" else f"; improved responses: {col.improve}"
+    return (f"Iteration {iteration}'s data: rolled out by `{collector}` ({turns}{improve}); "
+            f"trained: `{trainee}` -> `rise-iter{iteration}`.")
 
 
 def has_examples(tr) -> bool:
