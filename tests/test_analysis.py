@@ -1,7 +1,7 @@
 """The paper's analyses: edit sizes between attempts, problems beyond pass@B."""
 import pytest
 
-from rise.analysis import beyond_pass_at_b, edit_fraction, edit_sizes, histogram
+from rise.analysis import beyond_pass_at_b, edit_fraction, edit_sizes, eval_analyses, histogram
 
 
 def t(text, reward):
@@ -37,6 +37,34 @@ def test_beyond_pass_at_b():
     assert beyond_pass_at_b(par, seq, [1, 2]) == {1: 2 / 3, 2: 1 / 3}
     with pytest.raises(ValueError, match="need 4"):
         beyond_pass_at_b(par, seq, [4])
+
+
+def test_eval_analyses_per_model_against_itself_and_the_base(tmp_path):
+    from rise.metrics import episode_metrics
+    from rise.report import write_report
+
+    def ep(pid, par, seq, model):
+        return {"model": model, "problem_id": pid, "question": f"What is {pid}?",
+                "parallel": [t(x, r) for x, r in par], "turns": [t(x, r) for x, r in seq]}
+
+    base = [ep("a", [("1", 0.0), ("2", 1.0)], [("1", 0.0), ("1", 0.0)], "base"),
+            ep("b", [("1", 0.0), ("1", 0.0)], [("1", 0.0), ("1", 0.0)], "base")]
+    rise = [ep("a", [("1", 0.0), ("1", 0.0)], [("1", 0.0), ("2", 1.0)], "rise-iter1"),
+            ep("b", [("1", 0.0), ("2", 1.0)], [("1", 0.0), ("2", 1.0)], "rise-iter1")]
+    found = eval_analyses({"base": base, "rise-iter1": rise})
+    assert found["base"]["beyond_own"] == {"1": 0.0, "2": 0.0} and "beyond_reference" not in found["base"]
+    # rise's chain solves a and b; its own 2 samples solve b only; the base's 2 samples solve a only
+    assert found["rise-iter1"]["beyond_own"] == {"1": 1.0, "2": 0.5}
+    assert found["rise-iter1"]["beyond_reference"] == {"1": 1.0, "2": 0.5}
+    assert found["base"]["edit_sizes"]["all"]["identical"] == 1.0
+    results = {n: {**episode_metrics(e), "analyses": found[n]} for n, e in (("base", base), ("rise-iter1", rise))}
+    paths = write_report(tmp_path, results, transcripts=rise[:1])
+    assert paths["analyses_png"].read_bytes()[:4] == b"\x89PNG"
+    md = paths["md"].read_text()
+    assert "## Analyses" in md and "beyond base pass@2" in md and "What is a?" in md
+    section = md.split("## Analyses")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| `rise-iter1`"))
+    assert row.split("|")[2:6] == [" 100.0 ", " 50.0 ", " 100.0 ", " 50.0 "]
 
 
 def test_hostile_answers_are_counted_in_the_report_notes():

@@ -87,6 +87,9 @@ def test_episode_metrics_hand_values():
     assert m["flips"] == {"wrong_to_right": 0.25, "right_to_wrong": 0.125, "wrong_to_right_n": 2,
                           "right_to_wrong_n": 1, "transitions": 8}
     assert m["no_answer_rate"] == pytest.approx(2 / 12)
+    # turn 1 -> 2: p2 wrong -> right; turn 2 -> 3: p4 wrong -> right, p2 right -> wrong
+    assert m["flows"] == {"i2c": [0.25, 0.25], "c2i": [0.0, 0.25]}
+    assert (m["flows"]["i2c"][0], m["flows"]["c2i"][0]) == (m["d_i2c"], m["d_c2i"])
 
 
 def test_named_functions_agree_with_hand_values():
@@ -118,6 +121,7 @@ def test_single_turn_single_sample():
     assert (m["m1@t1"], m["p1@t1"], m["turn_acc"]) == (0.5, 0.5, [0.5])
     assert m["flips"]["wrong_to_right"] is None and m["flips"]["transitions"] == 0
     assert m["turn_acc_after_wrong"] == [None]
+    assert m["flows"] == {"i2c": [], "c2i": []}
 
 
 def test_errors_name_the_problem():

@@ -24,7 +24,7 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     probe = ["--set", "nll_probe=4", "--set", "train.eval_every=1"]
     assert main(["run", "--base", tiny_model, "--out", str(out), *TINY, *small(), *probe]) == 0
     report = json.loads((out / "eval" / "report.json").read_text())
-    assert set(report) == {"base", "base+self-refine", "classic-sft", "rise-iter1"}
+    assert set(report) == {"base", "base+self-refine", "classic-sft", "rise-iter1", "glore-refiner"}
     for metrics in report.values():
         for key in ("m1@t1", "m2@t1", "p2@t1", "m1@t3", "p1@t3"):
             assert 0.0 <= metrics[key] <= 1.0
@@ -34,9 +34,24 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
     assert all(len(e["messages"]) == 2 and e["weight"] == 1.0 for e in classic)  # single-turn SFT
     sr = [json.loads(x) for x in (out / "eval/episodes.jsonl").read_text().splitlines() if '"base+self-refine"' in x]
     assert sr and all("critique" in ep["turns"][0] for ep in sr)
+    assert all(ep["question"] for ep in sr)  # transcripts show the question
+    # GLoRE-style refiner: the base's turn 1 and parallel samples, the refiner's later turns,
+    # trained on (wrong attempt in context -> right action) examples of turn 2 only
+    eps = [json.loads(x) for x in (out / "eval/episodes.jsonl").read_text().splitlines()]
+    base_eps = {e["problem_id"]: e for e in eps if e["model"] == "base"}
+    glore = [e for e in eps if e["model"] == "glore-refiner"]
+    assert len(glore) == len(base_eps) and all(len(e["turns"]) == 3 for e in glore)
+    for e in glore:
+        own = base_eps[e["problem_id"]]
+        assert e["parallel"] == own["parallel"] and e["turns"][0] == own["turns"][0]
+    assert report["glore-refiner"]["m1@t1"] == report["base"]["m1@t1"]
+    refiner_data = [json.loads(x) for x in (out / "glore/train/examples.jsonl").read_text().splitlines()]
+    assert refiner_data and all(e["turn"] == 2 and e["reward"] == 1.0 and len(e["messages"]) == 4 for e in refiner_data)
+    assert set(report["rise-iter1"]["analyses"]["beyond_reference"]) == {"1", "2"}  # eval.analyses on in rise run
     for f in ("iter1/collect/rollouts.jsonl", "iter1/collect/config.yaml", "iter1/train/examples.jsonl",
               "iter1/train/checkpoint/model.safetensors", "iter1/train/config.yaml", "eval/episodes.jsonl",
-              "eval/report.md", "eval/accuracy_by_turn.png", "config.yaml", "timings.json",
+              "eval/report.md", "eval/accuracy_by_turn.png", "eval/flows_by_turn.png", "eval/analyses.png",
+              "config.yaml", "timings.json",
               "probe/alone.jsonl", "probe/multi_turn.jsonl", "probe/nll_over_training.png"):
         assert (out / f).is_file(), f
     # the NLL probe (analysis (a)) is scored at every step of both trainings, from the same start

@@ -17,6 +17,7 @@ def metrics(acc1, step):
             "turn_acc_after_wrong": [None, 0.63, 0.2, 0.1, 0.05],
             "flips": {"wrong_to_right": 0.1, "right_to_wrong": 0.02, "wrong_to_right_n": 40,
                       "right_to_wrong_n": 8, "transitions": 400},
+            "flows": {"i2c": [0.12, 0.05, 0.02, 0.01], "c2i": [0.03, 0.04, 0.0, 0.01]},
             "no_answer_rate": 0.01}
 
 
@@ -30,11 +31,11 @@ def test_write_report_files(tmp_path):
                               {"text": "ok", "answer": "5", "reward": 1.0}]}, "plain text"]
     paths = write_report(tmp_path / "out", RESULTS, title="Probe", notes=["a note"],
                          transcripts=transcripts)
-    assert set(paths) == {"json", "md", "png"}
+    assert set(paths) == {"json", "md", "png", "flows_png"}
     for p in paths.values():
         assert p.is_file() and p.stat().st_size > 0
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == [
-        "accuracy_by_turn.png", "report.json", "report.md"]          # no temp files left
+        "accuracy_by_turn.png", "flows_by_turn.png", "report.json", "report.md"]  # no temp files left
 
     report = json.loads(paths["json"].read_text())
     assert set(report) == {"base", "rise-iter1"}                     # top level keyed by name
@@ -45,7 +46,8 @@ def test_write_report_files(tmp_path):
     assert report["rise-iter1"]["label"] == "RISE" and report["rise-iter1"]["wall_s"] == 12.5
     assert [report[n]["meta"]["order"] for n in ("base", "rise-iter1")] == [0, 1]
 
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in ("png", "flows_png"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     md = paths["md"].read_text()
     assert md.startswith("# Probe")
@@ -89,6 +91,18 @@ def test_build_report_errors_and_copy():
 def test_render_markdown_without_optional_sections():
     md = render_markdown(RESULTS)
     assert "## Notes" not in md and "## Transcripts" not in md and "accuracy_by_turn.png" in md
+    one_turn = {"a": {"n": 1, "K": 1, "T": 1, "m1@t1": 1.0, "turn_acc": [1.0], "flows": {"i2c": [], "c2i": []}}}
+    assert "flows_by_turn.png" not in render_markdown(one_turn)
+
+
+def test_flows_table_per_transition():
+    from rise.report import flows_table
+
+    header, _, base_row, rise_row = flows_table(RESULTS).splitlines()
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols == ["method"] + [f"{t - 1}→{t} (i→c / c→i)" for t in range(2, 6)]
+    assert [c.strip() for c in base_row.strip("|").split("|")][1:3] == ["12.0 / 3.0", "5.0 / 4.0"]
+    assert "## Flows between turns" in render_markdown(RESULTS)
 
 
 def test_imports_stay_light():

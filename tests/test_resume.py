@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 ARTIFACTS = ("iter1/collect/rollouts.jsonl", "iter1/train/examples.jsonl", "eval/episodes.jsonl",
-             "eval/report.json", "classic/train/examples.jsonl")
+             "eval/report.json", "classic/train/examples.jsonl", "glore/train/examples.jsonl")
 
 
 def argv(model, out):
@@ -72,6 +72,7 @@ def test_same_seed_is_byte_identical(tiny_model, reference, tmp_path):
     "classic/train/examples.jsonl",                # the classic baseline's training
     "eval/chunks/base-00001.jsonl",                # eval, mid-model
     "eval/chunks/rise-iter1-00000.jsonl",          # eval, second model
+    "eval/chunks/glore-refiner-00000.jsonl",       # eval, the refiner row (continues the base's chains)
 ])
 def test_sigkill_then_restart_equals_uninterrupted(tiny_model, reference, tmp_path, marker):
     out = tmp_path / "killed"

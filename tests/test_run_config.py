@@ -20,6 +20,10 @@ from rise.run import RunConfig, eval_config
     ("eval.turns", "0", "turns"),
     ("eval.sampling.top_p", "2", "top_p"),
     ("improve_schedule", "[reference, magic]", "magic"),
+    ("glore_max_turn", "1", "glore_max_turn"),
+    ("glore_epochs", "0", "glore_epochs"),
+    ("convert.max_turn", "0", "max_turn"),
+    ("convert.mode", "refine", "convert.mode"),
 ])
 def test_bad_values_fail_in_the_preflight(key, value, needle, tmp_path, capsys):
     out = tmp_path / "o"
@@ -34,6 +38,7 @@ def test_bad_values_fail_in_the_preflight(key, value, needle, tmp_path, capsys):
     ("collect.task", "gsm8k", "set task"), ("collect.seed", "42", "set seed"), ("train.seed", "7", "set seed"),
     ("eval.task", "math", "set task"), ("eval.models", "{a: b}", "set base"),
     ("collect.policy", "/some/model", "set base"), ("eval.self_refine", "[base]", "set self_refine"),
+    ("eval.refiners", "{r: /m}", "set glore"),
 ])
 def test_derived_keys_are_refused(key, value, instead):
     import yaml
@@ -80,3 +85,15 @@ def test_report_states_the_episode_format(feedback, phrase):
     md = render_markdown(results)
     assert f"feedback `{feedback}`" in md and "preset `paper`" in md and phrase in md
     assert build_report(results)["m"]["meta"]["episode"]["feedback"] == feedback
+
+
+@pytest.mark.parametrize("refiners,base,needle", [
+    ({"r": "/m"}, "nobody", "eval.refiner_base 'nobody'"),
+    ({"base": "/m"}, "base", "row name 'base'"),
+])
+def test_refiner_rows_are_checked(refiners, base, needle):
+    from rise.errors import InputError
+    from rise.evaluate import EvalConfig, check_rows
+
+    with pytest.raises(InputError, match=needle):
+        check_rows(EvalConfig(models={"base": "/b"}, refiners=refiners, refiner_base=base))

@@ -12,7 +12,8 @@ from rise.cli import main  # noqa: E402
 SMALL = ["--threads", "1", "--quiet", "--set", "collect.limit=4", "--set", "collect.turns=2",
          "--set", "collect.sampling.max_new_tokens=8", "--set", "train.max_steps=1",
          "--set", "eval.limit=3", "--set", "eval.turns=2", "--set", "eval.parallel=2",
-         "--set", "eval.sampling.max_new_tokens=8", "--set", "classic=false", "--set", "self_refine=false"]
+         "--set", "eval.sampling.max_new_tokens=8", "--set", "classic=false", "--set", "self_refine=false",
+         "--set", "glore=false"]
 
 
 def _run(capsys, base, out, *extra) -> tuple[set, set]:

@@ -72,6 +72,38 @@ def test_classic_mode_is_single_turn_sft_on_correct_actions():
     assert exs[0]["weight"] == 1.0
 
 
+def _chain(pid, next_rewards, action_rewards):
+    """One rollout whose turn t continued with an attempt of reward next_rewards[t-1]."""
+    out = []
+    for i, (nr, ar) in enumerate(zip(next_rewards, action_rewards, strict=True)):
+        rec = _turn(pid, i + 1, ar, text=f"a{i + 1}")
+        rec["next"] = {"text": f"n{i + 1}", "answer": None, "reward": nr}
+        rec["messages"] = [{"role": "user", "content": f"q{pid}"}] + (
+            [{"role": "assistant", "content": f"n{i}"}, {"role": "user", "content": "fb"}] if i else [])
+        out.append(rec)
+    return out
+
+
+@pytest.mark.parametrize("next_rewards,action_rewards,max_turn,kept", [
+    ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], None, [2, 3]),  # turn 1 has no attempt to refine
+    ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 2, [2]),        # max_turn: the first refinement only
+    ([0.0, 0.0, 0.0], [1.0, 0.0, 1.0], None, [3]),     # a wrong action is not a refinement
+    ([0.0, 1.0, 0.0], [1.0, 1.0, 1.0], None, [2]),     # a right attempt in context needs none
+])
+def test_refiner_mode_keeps_wrong_attempt_to_right_action(next_rewards, action_rewards, max_turn, kept):
+    exs = convert(_chain("a", next_rewards, action_rewards), ConvertConfig(mode="refiner", max_turn=max_turn))
+    assert [e["turn"] for e in exs] == kept
+    assert all(e["weight"] == 1.0 and e["messages"][-1]["content"] == f"a{e['turn']}" for e in exs)
+    assert all(e["messages"][1]["role"] == "assistant" for e in exs)  # the attempt to refine is in context
+
+
+def test_max_turn_applies_to_every_mode():
+    recs = _chain("a", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    assert [e["turn"] for e in convert(recs, ConvertConfig(max_turn=2))] == [1, 2]
+    with pytest.raises(ValueError, match="max_turn"):
+        ConvertConfig(max_turn=0)
+
+
 def _distilled(pid, rewards_next, action_reward=1.0, texts=None):
     """A rollout collected with improved actions: every action is correct (the reference), the
     conversation continues with the on-policy attempt, whose rewards are `rewards_next`."""

@@ -4,6 +4,8 @@
   solves within T turns (paper, Sec. 6: RISE is not just sampling more).
 - `edit_sizes`: how much a response changes between consecutive attempts, to tell small fixes
   from rewrites (paper, Sec. 6 qualitative analysis).
+- `eval_analyses`: both, per evaluated model, from the episodes an evaluation already drew
+  (`rise eval` with `analyses: true`; no extra generation, so B goes up to the eval's K).
 """
 from __future__ import annotations
 
@@ -93,3 +95,24 @@ def beyond_pass_at_b(parallel: Sequence[dict], sequential: Sequence[dict], budge
                 hits += 1
         out[b] = hits / n if n else 0.0
     return out
+
+
+def eval_analyses(by_model: dict[str, Sequence[dict]], reference: str = "base") -> dict[str, dict]:
+    """Per model: "beyond_own" {B: share} (its own first B parallel samples never solve the
+    problem, its chain does), "beyond_reference" {B: share} (the same against the `reference`
+    model's parallel samples, when that model was evaluated), and "edit_sizes". B = 1..K; keys
+    are strings, as they read back from JSON."""
+    ref = by_model.get(reference)
+    out = {}
+    for name, eps in by_model.items():
+        budgets = list(range(1, min(len(ep["parallel"]) for ep in eps) + 1))
+        entry = {"beyond_own": _str_keys(beyond_pass_at_b(eps, eps, budgets)), "edit_sizes": edit_sizes(eps)}
+        if ref is not None and name != reference:
+            ref_budgets = [b for b in budgets if b <= min(len(ep["parallel"]) for ep in ref)]
+            entry["beyond_reference"] = _str_keys(beyond_pass_at_b(ref, eps, ref_budgets))
+        out[name] = entry
+    return out
+
+
+def _str_keys(d: dict) -> dict[str, float]:
+    return {str(k): v for k, v in d.items()}

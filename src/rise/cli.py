@@ -46,8 +46,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
             groups[spec.section] = parser.add_argument_group(title, about.replace("%", "%%") or None)
         kw: dict[str, Any] = {"dest": f"cfg:{spec.name}", "default": argparse.SUPPRESS,
                               "metavar": _metavar(spec.type), "help": _flag_help(spec)}
-        if typing.get_origin(spec.type) is list:
-            kw["nargs"] = "+"
+        if typing.get_origin(spec.type) is list or any(typing.get_origin(t) is list
+                                                        for t in typing.get_args(spec.type)):
+            kw["nargs"] = "+"  # a list, or a value that may be one (e.g. one per turn)
         groups[spec.section].add_argument(f"--{spec.name}", **kw)
 
 

@@ -9,6 +9,11 @@ response is added as a candidate:
 The best candidate by reward is the state's training target (`action`). The conversation goes on
 with the on-policy sample (`continue_with: policy`, the paper's on-policy states) or with the
 action (`continue_with: action`, the official code). A rollout stops at its first success.
+
+Official collection schedules: `samples`, `turn_models` and `temperature` take one value per turn
+(or one value for all turns): `--samples 1 16` (official `--num_of_samples 1 16`: best of 16 at
+turn 2), `--turn_models policy TEACHER` (official `--models A B`: a teacher draws turn 2's
+samples, which then are that turn's candidates, with `improve none`).
 """
 from __future__ import annotations
 
@@ -34,7 +39,11 @@ class CollectConfig:
     data_path: str | None = None      # local JSONL/parquet/datasets dir instead of the hub
     limit: int | None = 2000          # training problems
     turns: int = 5                    # k: maximum turns of a rollout
-    samples: int = 1                  # on-policy samples per state (official: 1)
+    samples: int | list[int] = 1      # samples per state, one value or one per turn (official --num_of_samples)
+    # the model drawing each turn's samples, one per turn (official --models); "policy" (or
+    # none given) is collect.policy; others load with `engine`
+    turn_models: list[str] = field(default_factory=list)
+    temperature: float | list[float] | None = None  # per turn (one value or one per turn); None: sampling.temperature
     improve: str = "reference"        # none | reference | teacher | self
     best_of: int = 8                  # N for improve=self; samples for improve=teacher
     teacher: str | None = None        # model for improve=teacher
@@ -61,9 +70,50 @@ class CollectConfig:
             raise InputError("improve=teacher needs a teacher model (collect.teacher)")
         if not 0 <= self.shard_index < self.num_shards:
             raise InputError(f"shard_index must be in [0, num_shards), got {self.shard_index} of {self.num_shards}")
-        for name in ("turns", "samples", "best_of", "chunk_size"):
+        for name in ("turns", "best_of", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        schedules = {"samples": (self.samples, lambda v: v >= 1, ">= 1"),
+                     "temperature": (self.temperature, lambda v: v >= 0, ">= 0"),
+                     "turn_models": (self.turn_models or None, bool, "a model name or 'policy'")}
+        for name, (value, ok, what) in schedules.items():
+            bad = [v for v in per_turn(value, self.turns, name) if v is not None and not ok(v)]
+            if bad:
+                raise InputError(f"collect.{name} must be {what} at every turn, got {bad[0]!r}")
+
+    def samples_at(self, turn: int) -> int:
+        return per_turn(self.samples, self.turns, "samples")[turn - 1]
+
+    def model_at(self, turn: int) -> str:
+        """The model drawing turn `turn`'s samples (collect.policy unless turn_models names another)."""
+        models = per_turn(self.turn_models or None, self.turns, "turn_models")
+        m = models[turn - 1]
+        return self.policy if m in (None, "policy") else m
+
+    def sampling_at(self, turn: int):
+        import dataclasses
+
+        t = per_turn(self.temperature, self.turns, "temperature")[turn - 1]
+        return self.sampling if t is None else dataclasses.replace(self.sampling, temperature=t)
+
+    def other_models(self) -> list[str]:
+        """The per-turn models other than the policy, in turn order, each once."""
+        return list(dict.fromkeys(m for t in range(1, self.turns + 1) if (m := self.model_at(t)) != self.policy))
+
+
+def per_turn(value, turns: int, name: str) -> list:
+    """A per-turn setting as one value per turn 1..turns: a scalar (or a one-element list) holds
+    for every turn, a list needs exactly one value per turn."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * turns
+    if len(value) == 1:
+        return list(value) * turns
+    if len(value) != turns:
+        from rise.config import ConfigError
+
+        raise ConfigError(f"collect.{name} has {len(value)} values for collect.turns={turns}; "
+                          "give one value, or one per turn")
+    return list(value)
 
 
 def best_index(cands: list[dict]) -> int:
@@ -110,8 +160,10 @@ def improved_candidates(cfg: CollectConfig, task, problems, convs, turn, policy,
     return [graded(task, p, ts, source) for p, ts in zip(problems, texts, strict=True)]
 
 
-def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: int = 0) -> list[dict]:
-    """Roll out `problems` (one chunk) in lock-step, turn by turn (batched across problems)."""
+def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: int = 0,
+             others: dict | None = None) -> list[dict]:
+    """Roll out `problems` (one chunk) in lock-step, turn by turn (batched across problems).
+    `others`: {model: backend} of the per-turn models other than the policy (`turn_models`)."""
     attempts: dict[str, list[Attempt]] = {p.id: [] for p in problems}
     records: list[dict] = []
     active = list(problems)
@@ -119,8 +171,9 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: in
         if not active:
             break
         convs = [cfg.episode.render(p.question, attempts[p.id]) for p in active]
-        samples = policy.generate(convs, cfg.samples, cfg.sampling, call_seed(cfg.seed, turn, SAMPLE, chunk))
-        cands = [graded(task, p, ts, "policy") for p, ts in zip(active, samples, strict=True)]
+        drawer, source, n = turn_drawer(cfg, turn, policy, others)
+        samples = drawer.generate(convs, n, cfg.sampling_at(turn), call_seed(cfg.seed, turn, SAMPLE, chunk))
+        cands = [graded(task, p, ts, source) for p, ts in zip(active, samples, strict=True)]
         wants = cfg.improve != "none" and (turn > 1 or cfg.improve_first_turn)
         failed = [i for i, c in enumerate(cands) if wants and max(x["reward"] for x in c) < 1.0]
         if failed:
@@ -131,7 +184,7 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: in
         still = []
         for p, conv, c in zip(active, convs, cands, strict=True):
             action = c[best_index(c)]
-            on_policy = c[best_index(c[: cfg.samples])]
+            on_policy = c[best_index(c[:n])]
             nxt = action if cfg.continue_with == "action" else on_policy
             done = nxt["reward"] == 1.0 or turn == cfg.turns
             records.append({"problem_id": p.id, "rollout": 0, "turn": turn, "gold": p.answer,
@@ -142,6 +195,16 @@ def rollouts(cfg: CollectConfig, task, problems, policy, teacher=None, chunk: in
                 still.append(p)
         active = still
     return records
+
+
+def turn_drawer(cfg: CollectConfig, turn: int, policy, others: dict | None):
+    """(backend, source label, sample count) of turn `turn`'s samples."""
+    model = cfg.model_at(turn)
+    if model == cfg.policy:
+        return policy, "policy", cfg.samples_at(turn)
+    from rise.engines import describe
+
+    return (others or {})[model], f"model:{describe(model, cfg.engine)}", cfg.samples_at(turn)
 
 
 def rollout_summary(records: list[dict]) -> dict[str, Any]:
@@ -174,6 +237,7 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
     task, problems = begin_stage(out, cfg)
     t0 = time.perf_counter()
     policy = teacher = None  # loaded only when a chunk is missing (a merge run needs neither)
+    others: dict = {}
     # shards share one chunk store: the sharding settings are left out of its fingerprint
     key = {k: v for k, v in to_dict(cfg).items() if k not in ("num_shards", "shard_index")}
     store = ChunkStore(out / "chunks", fingerprint(key))
@@ -187,9 +251,10 @@ def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) 
                     policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
                     if cfg.improve == "teacher":
                         teacher = open_backend(cfg.teacher, cfg.teacher_engine)
-                store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i))
+                    others = {m: open_backend(m, cfg.engine) for m in cfg.other_models()}
+                store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i, others=others))
     finally:                      # free the engines (a vLLM engine holds its GPU memory)
-        for backend in (policy, teacher):
+        for backend in (policy, teacher, *others.values()):
             if backend is not None:
                 backend.close()
     if cfg.num_shards > 1:

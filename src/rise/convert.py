@@ -13,20 +13,27 @@ from rise.episodes import with_response
 from rise.errors import InputError
 from rise.weighting import keep_turn, rwr_weight
 
+CONVERT_MODES = ("rise", "classic", "refiner")
+
 
 @dataclass
 class ConvertConfig:
-    mode: str = "rise"               # rise: multi-turn examples; classic: single-turn SFT on the correct actions
+    # rise: multi-turn examples; classic: single-turn SFT on the correct actions; refiner: a
+    # GLoRE-style refiner's data (a wrong attempt in context -> the correct action)
+    mode: str = "rise"
     tau: float = 0.4                 # temperature of exp(r / tau); official 0.4
     criterion: str = "all"           # all | better | best | success
     drop_wrong: bool = False         # drop turns whose action is not correct (our probes: +3-7 points)
     max_word_repeats: int = 150      # official filter: a word repeated more often marks a degenerate sample
     max_token_chars: int = 300       # official filter: a "word" longer than this marks garbage
     remove_duplication: bool = False # official --remove_duplication: drop a turn whose action repeats an earlier one
+    max_turn: int | None = None      # keep turns <= max_turn only (None: all)
 
     def __post_init__(self):
-        if self.mode not in ("rise", "classic"):
-            raise InputError(f"convert.mode must be 'rise' or 'classic', got {self.mode!r}")
+        if self.mode not in CONVERT_MODES:
+            raise InputError(f"convert.mode must be one of {', '.join(CONVERT_MODES)}, got {self.mode!r}")
+        if self.max_turn is not None and self.max_turn < 1:
+            raise InputError(f"convert.max_turn must be >= 1, got {self.max_turn}")
         if self.tau <= 0:
             raise InputError(f"convert.tau must be > 0, got {self.tau}")
         from rise.weighting import CRITERIA
@@ -138,7 +145,32 @@ def classic_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
     return out
 
 
+def refiner_examples(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
+    """A GLoRE-style refiner's data (Havrilla et al. 2024): each state whose context ends with a
+    wrong attempt (turn >= 2) and whose action is correct becomes an example, context -> action,
+    weight 1; the refiner learns to improve a given answer, never to answer from scratch."""
+    in_context = context_rewards(turns)
+    out = []
+    for turn, ctx in zip(turns, in_context, strict=True):
+        action = turn["action"]
+        if ctx is None or ctx == 1.0 or action["reward"] != 1.0:
+            continue
+        if is_degenerate(action["text"], cfg.max_word_repeats, cfg.max_token_chars):
+            continue
+        out.append({"messages": with_response(turn["messages"], action["text"]), "weight": 1.0, "reward": 1.0,
+                    "problem_id": turn["problem_id"], "turn": turn["turn"], "source": action.get("source", "policy")})
+    return out
+
+
+PER_ROLLOUT = {"rise": rollout_examples, "classic": classic_examples, "refiner": refiner_examples}
+
+
 def convert(records: Iterable[dict], cfg: ConvertConfig) -> list[dict]:
     """All training examples of a rollout file, in a deterministic order."""
-    per_rollout = classic_examples if cfg.mode == "classic" else rollout_examples
-    return [ex for turns in group_rollouts(records) for ex in per_rollout(turns, cfg)]
+    per_rollout = PER_ROLLOUT[cfg.mode]
+    return [ex for turns in group_rollouts(records) for ex in per_rollout(kept_turns(turns, cfg), cfg)]
+
+
+def kept_turns(turns: list[dict], cfg: ConvertConfig) -> list[dict]:
+    """The turns of one rollout up to `max_turn` (all of them when it is None)."""
+    return turns if cfg.max_turn is None else [t for t in turns if t["turn"] <= cfg.max_turn]

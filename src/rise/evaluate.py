@@ -38,6 +38,14 @@ class EvalConfig:
     # oracle feedback tells the model whether each turn was right: its m1@tT is then no longer a
     # no-oracle figure, so it has to be asked for explicitly
     allow_oracle_feedback: bool = False
+    # the paper's analyses from the drawn episodes (rise.analysis.eval_analyses: problems solved
+    # sequentially but not by pass@B, B <= parallel; edit size between turns): report.md section
+    # and analyses.png
+    analyses: bool = False
+    # refiner rows (GLoRE-style): row name -> refiner model; `refiner_base` answers turn 1 (its
+    # episodes are reused, not drawn again), the refiner answers turns 2..T
+    refiners: dict[str, str] = field(default_factory=dict)
+    refiner_base: str = "base"
 
     def __post_init__(self):
         if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:
@@ -59,20 +67,39 @@ def _response(task, problem, text: str) -> dict:
 
 
 def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: bool = True,
-                 self_refine: bool = False, chunk: int = 0) -> list[dict]:
+                 self_refine: bool = False, chunk: int = 0, start: list[dict] | None = None) -> list[dict]:
     """Eval episode records of one model (schema in docs/design.md).
 
     self_refine: instead of the feedback line, each later turn first asks the model to critique
     its last answer, then to revise it (two generations per turn, no training).
+    start: episodes another model drew for `problems`; `backend` (a separate refiner, GLoRE-style)
+    then answers only turns 2..T of chains whose turn 1 and parallel samples are theirs.
     """
-    from tqdm.auto import tqdm
+    if start is None:
+        episodes = first_turns(backend, task, problems, cfg, name, chunk)
+    else:
+        episodes = [{**ep, "model": name, "turns": ep["turns"][:1]} for ep in start]
+    later_turns(backend, task, problems, episodes, cfg, name, chunk, progress, self_refine)
+    return episodes
 
+
+def first_turns(backend, task, problems, cfg: EvalConfig, name: str, chunk: int) -> list[dict]:
+    """Episodes holding the K parallel turn-1 samples; the first one opens the chain."""
     convs = [cfg.episode.render(p.question, []) for p in problems]
     first = backend.generate(convs, cfg.parallel, cfg.sampling, derive_seed(cfg.seed, chunk, 1, TURN))
     episodes = []
     for p, texts in zip(problems, first, strict=True):
         par = [_response(task, p, t) for t in texts]
-        episodes.append({"model": name, "problem_id": p.id, "gold": p.answer, "parallel": par, "turns": [par[0]]})
+        episodes.append({"model": name, "problem_id": p.id, "question": p.question, "gold": p.answer,
+                         "parallel": par, "turns": [par[0]]})
+    return episodes
+
+
+def later_turns(backend, task, problems, episodes, cfg: EvalConfig, name: str, chunk: int,
+                progress: bool = True, self_refine: bool = False) -> None:
+    """Turns 2..T of each chain, appended to `episodes` in place."""
+    from tqdm.auto import tqdm
+
     for turn in tqdm(range(2, cfg.turns + 1), desc=f"eval {name}", unit="turn", disable=not progress):
         if self_refine:
             convs = self_refine_states(backend, problems, episodes, cfg,
@@ -83,7 +110,6 @@ def run_episodes(backend, task, problems, cfg: EvalConfig, name: str, progress: 
         outs = backend.generate(convs, 1, cfg.sampling, derive_seed(cfg.seed, chunk, turn, TURN))
         for p, ep, texts in zip(problems, episodes, outs, strict=True):
             ep["turns"].append(_response(task, p, texts[0]))
-    return episodes
 
 
 def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) -> list[list[dict]]:
@@ -102,8 +128,10 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
     return states
 
 
-def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None) -> dict:
-    """Evaluate every model in cfg.models; write episodes.jsonl and the report. Returns metrics."""
+def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None,
+             notes: list[str] | None = None) -> dict:
+    """Evaluate every model in cfg.models; write episodes.jsonl and the report (with `notes`, e.g.
+    how the models' training data was collected). Returns metrics."""
     from rise.config import to_dict
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
@@ -115,44 +143,78 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
         raise InputError("eval.models: no model to evaluate")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
-    all_eps, results = [], {}
-    unknown = [n for n in cfg.self_refine if n not in cfg.models]
-    if unknown:
-        raise InputError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
+    all_eps, results, by_row = [], {}, {}
+    check_rows(cfg)
     store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
     parts = chunked(problems, cfg.chunk_size)
     timings: dict[str, float] = {}  # kept out of report.json so that metrics are byte-identical per seed
-    for name, model in cfg.models.items():
-        rows = [(name, False)] + ([(f"{name}+self-refine", True)] if name in cfg.self_refine else [])
-        backend = None
-        try:
-            for row, refine in rows:
-                t0 = time.perf_counter()
-                eps = []
-                for i, part in enumerate(parts):
-                    if not store.has(row, i):
-                        # the model loads only when a chunk is missing (a resumed eval may need none)
-                        backend = backend or open_backend(model, cfg.engine, progress="generate" if progress else False)
-                        store.save(row, i, run_episodes(backend, task, part, cfg, row, progress, refine, chunk=i))
-                    eps.extend(store.load(row, i))
-                all_eps.extend(eps)
-                results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
-                timings[row] = time.perf_counter() - t0
-        finally:                  # one engine at a time: free it before the next model loads
-            if backend is not None:
-                backend.close()
+    loaded = (None, None)  # (model, backend): a model's rows share one load
+    try:
+        for row, model, kwargs in eval_rows(cfg):
+            t0 = time.perf_counter()
+            eps = []
+            for i, part in enumerate(parts):
+                if not store.has(row, i):
+                    # the model loads only when a chunk is missing (a resumed eval may need none)
+                    if loaded[0] != model:
+                        if loaded[1] is not None:   # one engine at a time: free it first
+                            loaded[1].close()
+                        loaded = (None, None)
+                        loaded = (model, open_backend(model, cfg.engine, progress="generate" if progress else False))
+                    kw = dict(kwargs)
+                    if "start_from" in kw:  # a refiner row continues the chains of an evaluated model
+                        kw["start"] = store.load(kw.pop("start_from"), i)
+                    store.save(row, i, run_episodes(loaded[1], task, part, cfg, row, progress, chunk=i, **kw))
+                eps.extend(store.load(row, i))
+            all_eps.extend(eps)
+            by_row[row] = eps
+            results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
+            timings[row] = time.perf_counter() - t0
+    finally:
+        if loaded[1] is not None:
+            loaded[1].close()
+    loaded = (None, None)
     write_jsonl(out / "episodes.jsonl", all_eps)
+    if cfg.analyses:
+        from rise.analysis import eval_analyses
+
+        for row, found in eval_analyses(by_row).items():
+            results[row]["analyses"] = found
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)
     stats = dict(task.grader_stats)
     write_json(out / "grader_stats.json", stats)
-    notes = grader_notes(stats)
+    notes = grader_notes(stats) + list(notes or [])
     write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
                  notes=notes, transcripts=wrong_to_right_examples(all_eps, limit=3))
     write_json(out / "timings.json", timings)
-    write_json(out / "models.json", dict(cfg.models))
+    write_json(out / "models.json", {**cfg.models, **cfg.refiners})
     store.remove()
     return results
+
+
+def eval_rows(cfg: EvalConfig):
+    """(row name, model to load, run_episodes arguments) of every row of the report, in order:
+    each model, then its Self-Refine row, then the refiner rows."""
+    for name, model in cfg.models.items():
+        yield name, model, {}
+        if name in cfg.self_refine:
+            yield f"{name}+self-refine", model, {"self_refine": True}
+    for row, refiner in cfg.refiners.items():
+        yield row, refiner, {"start_from": cfg.refiner_base}
+
+
+def check_rows(cfg: EvalConfig) -> None:
+    """Self-Refine and refiner rows name evaluated models; row names are unique."""
+    unknown = [n for n in cfg.self_refine if n not in cfg.models]
+    if unknown:
+        raise InputError(f"eval.self_refine names {', '.join(unknown)}, not among eval.models")
+    if cfg.refiners and cfg.refiner_base not in cfg.models:
+        raise InputError(f"eval.refiner_base {cfg.refiner_base!r} (turn 1 of the refiner rows) "
+                         "is not among eval.models")
+    clash = [r for r in cfg.refiners if r in cfg.models or r.endswith("+self-refine")]
+    if clash:
+        raise InputError(f"eval.refiners: row name {clash[0]!r} is already a row of the report")
 
 
 def grader_notes(stats: dict[str, int]) -> list[str]:

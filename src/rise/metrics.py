@@ -178,8 +178,9 @@ def episode_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Keys: "m1@t1", f"m{K}@t1", f"p{K}@t1" (omitted when K == 0), f"m1@t{T}", f"p1@t{T}",
     "turn_acc" (length T), "cumulative_oracle_acc" (length T), "turn_acc_after_wrong" (length T,
-    entry 0 None), "flips", "no_answer_rate", "n", "K", "T". Where names coincide (K == 1 or
-    T == 1) the values coincide too for consistent records; "m1@t1" is always turn 1 of the chain.
+    entry 0 None), "flips", "flows" (`turn_flows`, length T-1 each), "no_answer_rate", "n", "K",
+    "T". Where names coincide (K == 1 or T == 1) the values coincide too for consistent records;
+    "m1@t1" is always turn 1 of the chain.
     Raises ValueError on zero episodes or episodes with differing K or T.
     """
     K, T = _check_shapes(episodes)
@@ -198,6 +199,7 @@ def episode_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["flips"] = flip_counts(episodes)
     out["no_answer_rate"] = no_answer_rate(episodes)
     out.update(self_correction(episodes))
+    out["flows"] = turn_flows(episodes)
     out["ci95"] = headline_intervals(episodes, K, T)
     return out
 
@@ -221,6 +223,16 @@ def self_correction(episodes: Sequence[Mapping[str, Any]]) -> dict[str, float | 
     c2i = sum(a and not b for a, b in zip(first, second, strict=True)) / n
     return {"acc@t1": acc1, "acc@t2": acc2, "d_t1_t2": acc2 - acc1, "d_i2c": i2c, "d_c2i": c2i,
             "fix_rate": _fraction(i2c * n, n - sum(first))}
+
+
+def turn_flows(episodes: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Flows between consecutive turns of the chain, as shares of all problems: entry t-2 of
+    "i2c" is the share wrong at turn t-1 and right at turn t (t = 2..T), "c2i" the reverse. The
+    first entries are SCoRe's d_i2c and d_c2i; the per-turn net gain is i2c - c2i."""
+    n, T = len(episodes), len(episodes[0]["turns"])
+    flags = [[is_correct(r) for r in e["turns"]] for e in episodes]
+    return {"i2c": [sum((not f[t - 1]) and f[t] for f in flags) / n for t in range(1, T)],
+            "c2i": [sum(f[t - 1] and not f[t] for f in flags) / n for t in range(1, T)]}
 
 
 def headline_intervals(episodes: Sequence[Mapping[str, Any]], K: int, T: int,

@@ -1,4 +1,5 @@
-"""Evaluation report: report.json, report.md and accuracy_by_turn.png from per-model metrics.
+"""Evaluation report: report.json, report.md, accuracy_by_turn.png, flows_by_turn.png and
+analyses.png from per-model metrics.
 
 report.json is keyed by model or method name at the top level, each entry holding the metrics of
 `rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
@@ -121,10 +122,67 @@ All values are percentages of evaluated problems (n). A response is correct iff 
   turn 1 was wrong, the direct measure of self-correction.
 - **W→R / R→W**: share of consecutive-turn transitions that flip wrong to right / right to wrong.
 - **no answer**: share of sequential turns with no extractable answer.
+- **Flows t-1→t**: share of all problems wrong at turn t-1 and right at turn t (i→c), and right
+  then wrong (c→i); the net gain of turn t is their difference.
 - **Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i, fix rate** (SCoRe, Kumar et al. 2024): accuracy at turns
   1 and 2 of the chain, their difference, the share of problems wrong at turn 1 and right at turn
   2 (and the reverse), and Δi→c / (1 - Acc@t1). **[95% CI]**: percentile bootstrap over problems
   (1,000 resamples, the same for every metric).
+"""
+
+
+def has_flows(results: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether any method's chain has a transition between turns (T >= 2) to show."""
+    return any((r.get("flows") or {}).get("i2c") for r in results.values())
+
+
+def flows_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per model and transition t-1 -> t: the share of problems wrong then right (i→c) and right
+    then wrong (c→i), in percent, as "i→c / c→i"."""
+    T = max((len((r.get("flows") or {}).get("i2c") or []) for r in results.values()), default=0) + 1
+    cols = ["method"] + [f"{t - 1}→{t} (i→c / c→i)" for t in range(2, T + 1)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in results.items():
+        flows = r.get("flows") or {}
+        i2c, c2i = list(flows.get("i2c") or []), list(flows.get("c2i") or [])
+        row = [_cell(_row_name(name, r))]
+        row += [f"{_pct(i2c[t])} / {_pct(c2i[t])}" if t < len(i2c) else DASH for t in range(T - 1)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def has_analyses(results: Mapping[str, Mapping[str, Any]]) -> bool:
+    return any(r.get("analyses") for r in results.values())
+
+
+def analyses_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """The paper's analyses per model (`rise.analysis.eval_analyses`), in percent: problems its
+    chain solves that B of its own / the base's parallel samples never solve (B = 1 and K), and
+    the edit size between consecutive turns after a wrong one."""
+    K = max((len(r["analyses"]["beyond_own"]) for r in results.values() if r.get("analyses")), default=1)
+    budgets = sorted({1, K})
+    cols = (["method"] + [f"beyond own pass@{b}" for b in budgets] + [f"beyond base pass@{b}" for b in budgets]
+            + ["edits after wrong (n)", "median edit", "identical", "median edit, wrong→right"])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in results.items():
+        a = r.get("analyses")
+        if not a:
+            continue
+        own, ref, ed = a.get("beyond_own") or {}, a.get("beyond_reference") or {}, a["edit_sizes"]
+        row = [_cell(_row_name(name, r))] + [_pct(own.get(str(b))) for b in budgets]
+        row += [_pct(ref.get(str(b))) for b in budgets]
+        row += [str(ed["n_all"]), _pct(ed["median_all"]), _pct(ed["all"].get("identical") if ed["n_all"] else None),
+                _pct(ed["median_wrong_to_right"])]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+ANALYSES_LEGEND = """\
+**beyond own / base pass@B**: share of problems that none of the first B turn-1 samples of the
+model itself / of `base` solves but the model's sequential chain solves at some turn (paper,
+Sec. 6: sequential improvement is not just more sampling). **edits after wrong**: consecutive
+turn pairs whose first turn is wrong; **median edit**: the median share of characters changed
+(1 - difflib ratio); **identical**: share of those where the whole response is repeated verbatim.
 """
 
 
@@ -144,6 +202,10 @@ def _transcript_md(item: Any, max_chars: int = 1500) -> str:
         return f"{f}\n{item}\n{f}\n"
     head = " · ".join(f"{k}: `{item[k]}`" for k in ("model", "problem_id", "gold") if k in item)
     parts = [f"**{head}**\n" if head else ""]
+    if item.get("question"):
+        q = str(item["question"])
+        f = _fence(q)
+        parts.append(f"Question\n\n{f}\n{q}\n{f}\n")
     for t, resp in enumerate(item.get("turns") or [], 1):
         text = str(resp.get("text", ""))
         if len(text) > max_chars:
@@ -186,9 +248,14 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE
     episode = episode_format(results)
     out = [f"# {title}\n", f"{describe_episode(episode)}\n", markdown_table(results),
            "## Self-correction and intervals\n", self_correction_table(results),
-           "![accuracy by turn](accuracy_by_turn.png)\n", "## Legend\n",
-           LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
-           f"Tie rule: {TIE_RULE}\n"]
+           "![accuracy by turn](accuracy_by_turn.png)\n"]
+    if has_flows(results):
+        out += ["## Flows between turns\n", flows_table(results), "![flows between turns](flows_by_turn.png)\n"]
+    if has_analyses(results):
+        out += ["## Analyses\n", analyses_table(results), ANALYSES_LEGEND, "![analyses](analyses.png)\n"]
+    out += ["## Legend\n",
+            LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
+            f"Tie rule: {TIE_RULE}\n"]
     if notes:
         out.append("## Notes\n")
         out.append((notes if isinstance(notes, str) else "\n".join(f"- {n}" for n in notes)) + "\n")
@@ -238,6 +305,76 @@ def plot_accuracy_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | 
     _save_figure(fig, ax, "turn", "accuracy (%)", title, path)
 
 
+def plot_flows_by_turn(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
+                       title: str = "Flows between turns") -> None:
+    """One colour and marker per method: share of problems going wrong -> right (i→c, solid,
+    filled) and right -> wrong (c→i, dashed, hollow) at each transition t-1 -> t."""
+    fig, ax = _new_figure()
+    n = len(results)
+    max_t = 1
+    for i, (name, r) in enumerate(results.items()):
+        flows = r.get("flows") or {}
+        i2c, c2i = flows.get("i2c") or [], flows.get("c2i") or []
+        if not i2c:
+            continue
+        color, marker = f"C{i % 10}", MARKERS[i % len(MARKERS)]
+        dx = (i - (n - 1) / 2) * 0.05
+        label = str(r.get("label") or name)
+        xs = [t + 2 + dx for t in range(len(i2c))]
+        ax.plot(xs, [100 * v for v in i2c], "-", marker=marker, color=color, label=f"{label}: i→c")
+        ax.plot(xs, [100 * v for v in c2i], "--", marker=marker, color=color, markerfacecolor="none",
+                label=f"{label}: c→i")
+        max_t = max(max_t, len(i2c) + 1)
+    ax.set_xticks(list(range(2, max_t + 1)))
+    ax.set_xticklabels([f"{t - 1}→{t}" for t in range(2, max_t + 1)])
+    ax.set_ylim(bottom=0)
+    _save_figure(fig, ax, "transition", "share of problems (%)", title, path)
+
+
+def plot_analyses(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
+                  title: str = "Analyses") -> None:
+    """Left: share of problems the chain solves beyond pass@B of the model's own (solid) and the
+    base's (dashed) parallel samples, over B. Right: the distribution of edit size between
+    consecutive turns after a wrong one, one bar group per bin, one bar per method."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    rows = [(i, name, r) for i, (name, r) in enumerate(results.items()) if r.get("analyses")]
+    width = 0.8 / max(1, len(rows))
+    for j, (i, name, r) in enumerate(rows):
+        a, color, marker = r["analyses"], f"C{i % 10}", MARKERS[i % len(MARKERS)]
+        label = str(r.get("label") or name)
+        for key, style, face, what in (("beyond_own", "-", color, "own"), ("beyond_reference", "--", "none", "base")):
+            if a.get(key):
+                bs = sorted(a[key], key=int)
+                dx = (j - (len(rows) - 1) / 2) * 0.04  # equal curves stay visible
+                left.plot([int(b) + dx for b in bs], [100 * a[key][b] for b in bs], style, marker=marker,
+                          color=color, markerfacecolor=face, label=f"{label}: beyond {what} pass@B")
+                left.set_xticks([int(b) for b in bs])
+        hist = a["edit_sizes"]["all"]
+        xs = [k + (j - (len(rows) - 1) / 2) * width for k in range(len(hist))]
+        right.bar(xs, [100 * v for v in hist.values()], width=width, color=color, label=label)
+        right.set_xticks(list(range(len(hist))))
+        right.set_xticklabels(list(hist), fontsize="small")
+    left.set_xlabel("B (parallel turn-1 samples)")
+    left.set_ylabel("solved by the chain, not by pass@B (%)")
+    left.set_title("Sequential beyond parallel")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize="x-small")
+    right.set_xlabel("characters changed after a wrong turn")
+    right.set_ylabel("share of transitions (%)")
+    right.set_title("Edit size between turns")
+    right.grid(True, alpha=0.3, axis="y")
+    right.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
 def _new_figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -276,9 +413,10 @@ def plot_nll_over_training(curves: Mapping[str, Mapping[str, Sequence[float]]], 
 def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, Any]],
                  title: str = "RISE evaluation", notes: str | Sequence[str] | None = None,
                  transcripts: Sequence[Any] | None = None) -> dict[str, Path]:
-    """Write report.json, report.md and accuracy_by_turn.png into `out_dir`, each atomically.
+    """Write report.json, report.md, accuracy_by_turn.png, (when a chain has two turns or more)
+    flows_by_turn.png and (when results hold `analyses`) analyses.png into `out_dir`, atomically.
 
-    Returns {"json": path, "md": path, "png": path}.
+    Returns {"json": path, "md": path, "png": path} plus "flows_png" / "analyses_png" where drawn.
     """
     out = Path(out_dir)
     paths = {"json": out / "report.json", "md": out / "report.md",
@@ -286,4 +424,10 @@ def write_report(out_dir: str | os.PathLike, results: Mapping[str, Mapping[str, 
     write_json(paths["json"], build_report(results))
     write_text(paths["md"], render_markdown(results, title, notes, transcripts))
     plot_accuracy_by_turn(results, paths["png"], title=title)
+    if has_flows(results):
+        paths["flows_png"] = out / "flows_by_turn.png"
+        plot_flows_by_turn(results, paths["flows_png"], title=f"{title}: flows between turns")
+    if has_analyses(results):
+        paths["analyses_png"] = out / "analyses.png"
+        plot_analyses(results, paths["analyses_png"], title=f"{title}: analyses")
     return paths

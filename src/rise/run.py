@@ -5,7 +5,8 @@ Layout under --out:
     probe/{alone,multi_turn}.jsonl (with nll_probe > 0: rise.probe's NLL probe, scored in training)
     iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
-    eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, config.yaml}
+    classic/train/..., glore/train/... (the baselines Classic SFT and the GLoRE-style refiner)
+    eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, flows_by_turn.png, config.yaml}
     config.yaml (the resolved run config), timings.json (wall time of each stage)
 A stage whose output is complete (a `done.json` beside it, for the same config and the same
 content of the artifacts it reads) is reused, so an interrupted run started again continues at
@@ -37,7 +38,7 @@ from rise.train import TrainConfig
 _SHORT = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=96)
 EMBEDDED_COLLECT = dict(limit=2000, turns=5, improve="reference", improve_first_turn=True, sampling=_SHORT)
 EMBEDDED_TRAIN = dict(lr=1e-3, epochs=2.0, batch_size=16, micro_batch_tokens=4096)
-EMBEDDED_EVAL = dict(limit=500, turns=5, parallel=5, sampling=_SHORT)
+EMBEDDED_EVAL = dict(limit=500, turns=5, parallel=5, sampling=_SHORT, analyses=True)
 
 
 @dataclass
@@ -51,8 +52,19 @@ class RunConfig:
     test_data: str | None = None      # local file for test problems
     iterations: int = 1               # RISE iterations (collect with the newest model, train it)
     improve_schedule: list[str] = field(default_factory=list)  # per-iteration collect.improve, e.g. [reference, self]
-    classic: bool = True              # baseline: single-turn SFT of the base on iteration 1's data
+    # the model trained on iteration 1's rollouts, when not the base that collects them (the
+    # paper's Llama-2 rollouts training Mistral): a hub id, a local dir or "embedded"; evaluated
+    # untrained as "student"; later iterations collect with its checkpoint
+    student: str | None = None
+    classic: bool = True              # baseline: single-turn SFT of the trained model on iteration 1's data
     self_refine: bool = True          # baseline: the base with Self-Refine prompting
+    # baseline: a GLoRE-style refiner (Havrilla et al. 2024), the base fine-tuned on iteration 1's
+    # data to improve a given wrong answer (convert.mode refiner); evaluated as the base at turn 1
+    # and the refiner at turns 2..T. Kept cheap: the first refinement of each rollout only
+    # (glore_max_turn), glore_epochs of training.
+    glore: bool = True
+    glore_max_turn: int | None = 2
+    glore_epochs: float = 1.0
     # analysis (a): score the reference's NLL with and without a wrong attempt in context over
     # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
     nll_probe: int = 0
@@ -74,6 +86,10 @@ class RunConfig:
         bad = [m for m in self.improve_schedule if m not in IMPROVE_MODES]
         if bad:
             raise InputError(f"improve_schedule: unknown mode {bad[0]!r}; known: {', '.join(IMPROVE_MODES)}")
+        if self.glore_max_turn is not None and self.glore_max_turn < 2:
+            raise InputError(f"glore_max_turn must be >= 2 (turn 1 has no answer to refine), got {self.glore_max_turn}")
+        if not self.glore_epochs > 0:
+            raise InputError(f"glore_epochs must be > 0, got {self.glore_epochs}")
         if self.nll_probe < 0:
             raise InputError(f"nll_probe must be >= 0, got {self.nll_probe}")
         check_derived_keys(self)
@@ -87,6 +103,7 @@ DERIVED_KEYS = {
     "train.seed": "seed",
     "eval.models": "base (plus the trained models rise run adds)", "eval.task": "task",
     "eval.task_options": "task_options", "eval.self_refine": "self_refine",
+    "eval.refiners": "glore", "eval.refiner_base": "glore (the refiner continues the base's chains)",
     "pretrain.task": "task", "pretrain.task_options": "task_options",
 }
 
@@ -195,8 +212,9 @@ def build_probe_stage(pr: EvalConfig, out_dir: Path, progress: bool) -> None:
     save_config(out_dir / "config.yaml", pr)
 
 
-def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
-    """The collect and train configs of one iteration, derived from the run config."""
+def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path, trainee: str | None = None):
+    """The collect and train configs of one iteration, derived from the run config: `policy`
+    collects, `trainee` (default: the policy) is fine-tuned on its rollouts."""
     from rise.train import TrainStageConfig
 
     col = copy.deepcopy(cfg.collect)
@@ -206,7 +224,8 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path):
         CollectConfig.__post_init__(col)
     col.data_path = cfg.train_data or col.data_path
     col.seed = cfg.seed * 1000 + iteration
-    tr = TrainStageConfig(model=policy, rollouts=[str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")],
+    rollouts = [str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")]
+    tr = TrainStageConfig(model=trainee or policy, rollouts=rollouts,
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
     tr.train.seed = cfg.seed * 1000 + iteration
     if cfg.nll_probe:
@@ -254,9 +273,12 @@ def preflight(cfg: RunConfig) -> None:
         check_disjoint(train, test)  # by question hash: training on test problems is refused
         if cfg.nll_probe:
             task.load(cfg.probe_split, limit=cfg.nll_probe)
-    if cfg.base != "embedded":
-        check_model_source(cfg.base)
-    elif cfg.task != "arith":
+    for turn_model in cfg.collect.other_models():
+        check_model_source(turn_model)
+    for name in (cfg.base, cfg.student):
+        if name not in (None, "embedded"):
+            check_model_source(name)
+    if "embedded" in (cfg.base, cfg.student) and cfg.task != "arith":
         raise InputError(f"task {cfg.task!r}: the embedded base is a 1.15M-parameter model that knows only the "
                          f"synthetic arith task; give --base a hub id or a local model directory")
 
@@ -283,18 +305,24 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     write_text(out / "base.txt", base + "\n")
 
     models = {"base": base}
+    student = resolve_student(cfg, progress)
+    if student:
+        models["student"] = student
+    notes: list[str] = []
+    refiners: dict[str, str] = {}
     train_dirs: dict[str, Path] = {}
     policy = base
     if cfg.nll_probe and cfg.iterations:
         pr, pdir = probe_config(cfg, base), out / "probe"
         _stage("probe", pdir, pr, lambda: build_probe_stage(pr, pdir, progress), timings, [base])
     for it in range(1, cfg.iterations + 1):
-        col, tr = stage_configs(cfg, policy, it, out)
+        col, tr = stage_configs(cfg, policy, it, out, trainee=student if it == 1 else None)
         cdir, tdir = out / f"iter{it}" / "collect", out / f"iter{it}" / "train"
         _stage(f"iter{it}.collect", cdir, col, partial(run_collect, col, cdir, progress), timings,
-               [policy, *data_inputs(cfg, "train")])
+               [policy, *col.other_models(), *data_inputs(cfg, "train")])
         _stage(f"iter{it}.train", tdir, tr, partial(run_train, tr, tdir, progress), timings,
-               [policy, *tr.rollouts, *tr.eval_files.values()])
+               [tr.model, *tr.rollouts, *tr.eval_files.values()])
+        notes.append(collection_note(col, it, name_of(models, policy), name_of(models, tr.model)))
         policy = str(tdir / "checkpoint")
         models[f"rise-iter{it}"], train_dirs[f"rise-iter{it}"] = policy, tdir
         if it == 1 and cfg.classic:
@@ -303,13 +331,22 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
             cl.convert.mode = "classic"
             cldir = out / "classic" / "train"
             _stage("classic.train", cldir, cl, partial(run_train, cl, cldir, progress), timings,
-                   [base, *cl.rollouts])
+                   [cl.model, *cl.rollouts])
             models["classic-sft"], train_dirs["classic-sft"] = str(cldir / "checkpoint"), cldir
+        if it == 1 and cfg.glore:
+            gl, gldir = glore_config(cfg, tr, base), out / "glore" / "train"
+            if has_examples(gl):
+                _stage("glore.train", gldir, gl, partial(run_train, gl, gldir, progress), timings,
+                       [base, *gl.rollouts])
+                refiners["glore-refiner"] = str(gldir / "checkpoint")
+            else:
+                print("[rise] glore: iteration 1's rollouts hold no wrong attempt followed by a right action; "
+                      "no refiner to train")
 
-    ev = eval_config(cfg, models)
+    ev = eval_config(cfg, models, refiners)
     edir = out / "eval"
-    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress), timings,
-           [*ev.models.values(), *data_inputs(cfg, "test")])
+    _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress, notes=notes), timings,
+           [*ev.models.values(), *ev.refiners.values(), *data_inputs(cfg, "test")])
     if cfg.nll_probe and cfg.iterations:
         write_probe_curves(out, train_dirs)
     timings["total"] = sum(v for k, v in timings.items())
@@ -319,13 +356,65 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     return report
 
 
-def eval_config(cfg: RunConfig, models: dict[str, str]) -> EvalConfig:
+def glore_config(cfg: RunConfig, tr, base: str):
+    """The GLoRE-style refiner's training: the base on iteration 1's rollouts, converted to
+    (wrong attempt in context -> correct action) examples; not scored on the NLL probe."""
+    gl = copy.deepcopy(tr)
+    gl.model, gl.eval_files = base, {}
+    gl.convert.mode, gl.convert.max_turn = "refiner", cfg.glore_max_turn
+    gl.train.epochs = cfg.glore_epochs  # a train.max_steps cap applies here too
+    return gl
+
+
+def resolve_student(cfg: RunConfig, progress: bool) -> str | None:
+    """The path of the model trained on the base's rollouts, or None (the base is trained)."""
+    if cfg.student != "embedded":
+        return cfg.student
+    from rise.pretrain import ensure_base_model
+
+    return str(ensure_base_model(base_config(cfg), progress=progress))
+
+
+def name_of(models: dict[str, str], path: str) -> str:
+    """The report's name of a model path (a RISE checkpoint, the base, the student)."""
+    return next((name for name, p in models.items() if p == path), path)
+
+
+def collection_note(col: CollectConfig, iteration: int, collector: str, trainee: str) -> str:
+    """One line of the report saying who collected an iteration's data, with which per-turn
+    schedule (runs of equal turns merged), and who learnt from it."""
+    spans: list[list] = []  # [first turn, last turn, description]
+    for t in range(1, col.turns + 1):
+        model = col.model_at(t)
+        who = collector if model == col.policy else model
+        desc = f"`{who}` x{col.samples_at(t)} at T={col.sampling_at(t).temperature:g}"
+        if spans and spans[-1][2] == desc:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t, desc])
+    turns = "; ".join(f"turn{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}: {d}" for a, b, d in spans)
+    improve = "" if col.improve == "none" else f"; improved responses: {col.improve}"
+    return (f"Iteration {iteration}'s data: rolled out by `{collector}` ({turns}{improve}); "
+            f"trained: `{trainee}` -> `rise-iter{iteration}`.")
+
+
+def has_examples(tr) -> bool:
+    """Whether the rollouts of a train stage config convert to any example (a cheap check, so a
+    baseline with nothing to learn is skipped instead of failing the run)."""
+    from rise.convert import convert, read_rollouts
+
+    return bool(convert(read_rollouts(tr.rollouts), tr.convert))
+
+
+def eval_config(cfg: RunConfig, models: dict[str, str], refiners: dict[str, str] | None = None) -> EvalConfig:
     """The evaluation of a run: its models on the test problems, shown in the same episode format
-    as the rollouts they were trained on (collect.episode) unless eval.episode is set."""
+    as the rollouts they were trained on (collect.episode) unless eval.episode is set; refiner
+    rows continue the base's chains."""
     from rise.episodes import EpisodeConfig
 
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
+    ev.refiners, ev.refiner_base = dict(refiners or {}), "base"
     if ev.episode == EpisodeConfig():
         ev.episode = copy.deepcopy(cfg.collect.episode)
     EvalConfig.__post_init__(ev)  # the oracle opt-in applies to the format inherited from collect too
