@@ -45,7 +45,7 @@ class EvalConfig:
     # refiner rows (GLoRE-style): row name -> refiner model; `refiner_base` answers turn 1 (its
     # episodes are reused, not drawn again), the refiner answers turns 2..T
     refiners: dict[str, str] = field(default_factory=dict)
-    refiner_base: str = "base"
+    refiner_base: str = "base"        # the model whose turn 1 (and parallel samples) refiner rows reuse
 
     def __post_init__(self):
         if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:

@@ -63,8 +63,8 @@ class RunConfig:
     # and the refiner at turns 2..T. Kept cheap: the first refinement of each rollout only
     # (glore_max_turn), glore_epochs of training.
     glore: bool = True
-    glore_max_turn: int | None = 2
-    glore_epochs: float = 1.0
+    glore_max_turn: int | None = 2    # refiner examples from turns 2..this (None: every turn)
+    glore_epochs: float = 1.0         # epochs of refiner training
     # analysis (a): score the reference's NLL with and without a wrong attempt in context over
     # training, on this many held-out problems of `probe_split` the base gets wrong (0: off)
     nll_probe: int = 0
