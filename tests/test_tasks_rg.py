@@ -23,7 +23,7 @@ def test_load_gives_problem_records(name):
     problems = get_task(f"rg:{name}").load("test", limit=20)
     assert len(problems) == 20 and len({p.id for p in problems}) == 20
     for p in problems:
-        assert p.answer and "<answer>" in p.question and p.meta["rg_dataset"] == name
+        assert p.answer and "The answer is" in p.question and p.meta["rg_dataset"] == name
         assert Problem.from_dict(json.loads(json.dumps(p.to_dict()))) == p   # JSON-replayable
 
 
@@ -51,6 +51,8 @@ def test_deterministic_and_prefix(name):
     ("So the answer is \\boxed{{{gold}}}.", 1.0, "boxed"),
     ("The answer is {gold}.", 1.0, "final_answer"),
     ("The answer is: **{gold}** apples.", 1.0, "final_answer"),
+    ('The answer is "{gold}".', 1.0, "final_answer"),
+    ("The answer is {wrong}.\nThe answer is $\\boxed{{{gold}}}$", 1.0, "boxed"),
     ("<answer>{gold}</answer> wait, the answer is {wrong}.", 0.0, "final_answer"),  # last wins
     ("<answer>{wrong}</answer>", 0.0, "tag"),
     ("I think it is {gold} but I am not sure", 0.0, None),        # no stated answer
@@ -64,6 +66,17 @@ def test_grading(name, template, reward, step):
     g = task.judge(template.format(gold=p.answer, wrong=wrong), p)
     assert (g.reward, g.extracted_by) == (reward, step)
     assert (g.answer is None) == (step is None or template.endswith("{gold}"))
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("The answer is: his, content, the", "his, content, the"),     # a list is one answer
+    ("The answer is olleh. I hope it is correct.", "olleh"),
+    ("The answer is 3.5\nbye", "3.5"),
+    ("<answer> a, b </answer>", "a, b"),
+    ("The answer is", None),
+])
+def test_statement_reads_to_end_of_sentence(text, answer):
+    assert get_task("rg:chain_sum").extract_answer(text) == answer
 
 
 def test_reference_solution_grades_right():

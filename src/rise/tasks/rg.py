@@ -18,13 +18,13 @@ by its content hash (`problem_hash`: test 20%, validation 10%, train 70%), so te
 train whatever the sizes loaded; within a split, repeated questions are dropped. `load(split,
 limit=n)` is a prefix of the full split.
 
-Problems: the question is the dataset's question plus `instruction` (default: asks for the final
-answer inside `<answer>` tags, reasoning-gym's own convention); the gold answer is the dataset's
+Problems: the question is the dataset's question plus `instruction` (default: asks to end with
+"The answer is <your answer>."; reasoning-gym's own `<answer>` tags are read too); the gold answer is the dataset's
 `answer`; `meta` keeps `rg_dataset`, `rg_index`, `rg_metadata` (the entry's metadata after a JSON
 round trip, so a rollout replayed from its record grades exactly as it was graded) and `hash`.
 
 Answer extraction (`rg_answer`): of the last `<answer>...</answer>`, the last `\\boxed{...}` and the
-last final-answer statement ("The answer is 42."), the one that comes LAST in the response wins
+last final-answer statement ("The answer is 42.", up to the end of its line or sentence), the one that comes LAST in the response wins
 (as for GSM8K). A tag or a box is taken as written (trimmed); a statement's clause loses its
 markdown and math delimiters and a trailing period. No other fallback: a response that states no
 answer has not answered (the "last number in the text" would grade free-form text as answers).
@@ -48,14 +48,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .answers import NOTHING, Extraction, _BOX_RE, _last_match, boxed_chain, final_statement, number_of
+from .answers import (ANSWER_MARKER_RE, NOTHING, Extraction, _BOX_RE, _last_match, boxed_chain,
+                      number_of)
 from .base import Grade, Problem, Task, TaskError, problem_hash
 
 PREFIX = "rg:"
 SPLITS = ("train", "validation", "test")
 _BUCKETS = 20                                    # hash buckets: 0-3 test, 4-5 validation, rest train
-INSTRUCTION = ("\n\nThink step by step, then give your final answer inside <answer></answer> tags, "
-               "for example <answer>42</answer>.")
+# A statement, not reasoning-gym's <answer> tags (still read): SmolLM2-135M-Instruct ignored the
+# tag instruction in 30 of 30 chain_sum problems and often ended "The answer is N." anyway
+# (docs/real-models.md); no example value either, which it copied ("= 42") instead of computing.
+INSTRUCTION = "\n\nEnd your response with: The answer is <your answer>."
 _TAG_RE = re.compile(r"<answer>(.{0,4000}?)</answer>", re.DOTALL | re.IGNORECASE)
 _OPEN_TAG_RE = re.compile(r"<answer>", re.IGNORECASE)
 _OWN_CONFIG = ("seed", "size")                   # config fields this task sets itself
@@ -117,11 +120,30 @@ def json_roundtrip(value: Any, what: str) -> Any:
                         "dataset cannot be stored as rise problems") from None
 
 
+# A statement's answer runs to the end of its line or sentence; unlike GSM8K's clause it does not
+# stop at ", word" (list answers: "The answer is: his, content, the").
+_SENTENCE_END_RE = re.compile(r"\n|[.!?](?=\s|$)")
+
+
+def final_statement(text: str) -> Extraction:
+    """The last final-answer statement ("The answer is ...") and its line or sentence."""
+    for m in reversed(list(ANSWER_MARKER_RE.finditer(text))[-8:]):
+        chunk = text[m.end():m.end() + 2000]
+        end = _SENTENCE_END_RE.search(chunk)
+        clause = chunk[:end.start()] if end else chunk
+        if clause.strip():
+            return Extraction(clause.strip(), "final_answer", m.start())
+    return NOTHING
+
+
 def _clean_clause(clause: str) -> str:
     s = clause.strip()
     for junk in ("**", "\\(", "\\)", "\\[", "\\]", "$", "`"):
         s = s.replace(junk, "")
-    return s.strip().rstrip(".").strip()
+    s = s.strip().rstrip(".").strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":       # 'The answer is "olleh".'
+        s = s[1:-1].strip()
+    return s
 
 
 def rg_answer(text: str) -> Extraction:
@@ -144,10 +166,7 @@ def rg_answer(text: str) -> Extraction:
         found.append(Extraction(_clean_clause(stated.answer) or None, "final_answer", stated.start))
     if not found:
         return NOTHING
-    last = max(found, key=lambda e: e.start)
-    if last.step == "final_answer" and last.answer and _BOX_RE.search(last.answer):
-        last = Extraction(boxed_chain(last.answer).answer, "final_answer", last.start)
-    return last
+    return max(found, key=lambda e: e.start)   # a box inside a statement starts later: it wins
 
 
 class ReasoningGymTask(Task):
