@@ -79,9 +79,20 @@ def test_statement_reads_to_end_of_sentence(text, answer):
     assert get_task("rg:chain_sum").extract_answer(text) == answer
 
 
-def test_reference_solution_grades_right():
-    task = get_task("rg:leg_counting")
+@pytest.mark.parametrize("name", [*NAMES, "word_sequence_reversal", "rotate_matrix", "word_sorting"])
+def test_reference_solution_grades_right(name):
+    task = get_task(f"rg:{name}")
     assert all(task.reward(p.solution, p) == 1.0 for p in task.load("train", limit=10))
+
+
+@pytest.mark.parametrize("gold, solution", [
+    ("42", "The answer is 42."),
+    ("a, b", "The answer is a, b."),
+    ("1 2\n3 4", "<answer>1 2\n3 4</answer>"),          # a grid does not fit in a sentence
+])
+def test_reference_solution_form(gold, solution):
+    from rise.tasks.rg import reference_solution
+    assert reference_solution(gold) == solution
 
 
 def test_partial_credit_keeps_the_verifier_score():

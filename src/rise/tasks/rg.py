@@ -20,7 +20,7 @@ limit=n)` is a prefix of the full split.
 
 Problems: the question is the dataset's question plus `instruction` (default: asks to end with
 "The answer is <your answer>."; reasoning-gym's own `<answer>` tags are read too); the gold answer is the dataset's
-`answer`; `meta` keeps `rg_dataset`, `rg_index`, `rg_metadata` (the entry's metadata after a JSON
+`answer`, the solution a response stating it (`reference_solution`); `meta` keeps `rg_dataset`, `rg_index`, `rg_metadata` (the entry's metadata after a JSON
 round trip, so a rollout replayed from its record grades exactly as it was graded) and `hash`.
 
 Answer extraction (`rg_answer`): of the last `<answer>...</answer>`, the last `\\boxed{...}` and the
@@ -169,6 +169,14 @@ def rg_answer(text: str) -> Extraction:
     return max(found, key=lambda e: e.start)   # a box inside a statement starts later: it wins
 
 
+def reference_solution(gold: str) -> str:
+    """A response stating `gold` (reasoning-gym has no worked solutions): "The answer is X." as the
+    default instruction asks, or `<answer>X</answer>` when a statement would not read back as X
+    (a multi-line grid, an answer with a full stop inside)."""
+    stated = f"The answer is {gold}."
+    return stated if rg_answer(stated).answer == gold.strip() else f"<answer>{gold}</answer>"
+
+
 class ReasoningGymTask(Task):
     """One reasoning-gym dataset; `get_task("rg:<name>", ...)` builds it."""
 
@@ -234,7 +242,7 @@ class ReasoningGymTask(Task):
                     "rg_question": entry["question"],
                     "rg_metadata": json_roundtrip(entry.get("metadata", {}), f"{self.name} item {index}")}
             problems.append(Problem(id=f"rg-{self.dataset}-{split}-{len(problems):05d}",
-                                    question=question, solution=f"<answer>{gold}</answer>",
+                                    question=question, solution=reference_solution(gold),
                                     answer=gold, meta=meta))
         if len(problems) < n:
             raise TaskError(f"{self.name}: only {len(problems)} distinct {split} problems after "
