@@ -55,14 +55,16 @@ from .base import Grade, Problem, Task, TaskError, problem_hash
 PREFIX = "rg:"
 SPLITS = ("train", "validation", "test")
 _BUCKETS = 20                                    # hash buckets: 0-3 test, 4-5 validation, rest train
-# A statement, not reasoning-gym's <answer> tags (still read): SmolLM2-135M-Instruct ignored the
-# tag instruction in 30 of 30 chain_sum problems and often ended "The answer is N." anyway
-# (docs/real-models.md); no example value either, which it copied ("= 42") instead of computing.
+# A statement, not reasoning-gym's <answer> tags (still read): asked for tags, SmolLM2-135M-Instruct
+# wrote none in 30 of 30 chain_sum answers; asked for this statement, it stated a readable answer
+# in 24 of 30 (docs/real-models.md). No example value: it copied one ("= 42") instead of computing.
 INSTRUCTION = "\n\nEnd your response with: The answer is <your answer>."
 _TAG_RE = re.compile(r"<answer>(.{0,4000}?)</answer>", re.DOTALL | re.IGNORECASE)
 _OPEN_TAG_RE = re.compile(r"<answer>", re.IGNORECASE)
 _OWN_CONFIG = ("seed", "size")                   # config fields this task sets itself
-_MAX_DRAWS_PER_PROBLEM = 40                      # ~6 draws land in test on average; room for repeats
+# a test problem takes ~5 draws (20% of the hash space), a validation one ~10; the rest is room
+# for repeated questions before a too-small dataset is reported
+_MAX_DRAWS_PER_PROBLEM = 40
 
 
 def split_of(question: str) -> str:
