@@ -24,7 +24,7 @@ def test_load_gives_problem_records(name):
     assert len(problems) == 20 and len({p.id for p in problems}) == 20
     for p in problems:
         assert p.answer and "The answer is" in p.question and p.meta["rg_dataset"] == name
-        assert Problem.from_dict(json.loads(json.dumps(p.to_dict()))) == p   # JSON-replayable
+        assert Problem(**json.loads(json.dumps(p.to_dict()))) == p   # JSON-replayable
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -133,7 +133,7 @@ def test_missing_reasoning_gym_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda n, *a: None if n == "reasoning_gym" else real(n, *a))
-    with pytest.raises(TaskError, match=r"pip install 'rise\[rg\]'"):
+    with pytest.raises(TaskError, match=r"pip install 'recursive-introspection\[rg\]'"):
         rg.require_reasoning_gym()
 
 
