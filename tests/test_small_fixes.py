@@ -55,8 +55,8 @@ def test_summary_header_has_each_metric_once(capsys):
 
 
 @pytest.mark.parametrize("device,world,cuda,cpu", [
-    ("cpu", "1", True, True), ("auto", "1", False, False), ("auto", "2", False, True),
-    ("auto", "2", True, False), ("cuda", "2", False, False),
+    ("cpu", "1", True, True), ("auto", "1", False, True), ("auto", "2", False, True),
+    ("auto", "2", True, False), ("cuda", "2", False, False), ("auto", "1", True, False),
 ])
 def test_training_under_a_launcher_without_gpu_joins_on_cpu(monkeypatch, device, world, cuda, cpu):
     torch = pytest.importorskip("torch")
@@ -65,3 +65,22 @@ def test_training_under_a_launcher_without_gpu_joins_on_cpu(monkeypatch, device,
     monkeypatch.setenv("WORLD_SIZE", world)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert on_cpu(device) is cpu
+
+
+@pytest.mark.parametrize("fast_bf16, expected", [(True, "bfloat16"), (False, "float32")])
+def test_cpu_training_really_autocasts_to_bf16(monkeypatch, tmp_path, fast_bf16, expected):
+    """On a CPU-only machine with native bf16, the train stage's Accelerator runs the forward in
+    bf16 (accelerate only autocasts on a CPU when told cpu=True); fp32 where the CPU lacks it."""
+    torch = pytest.importorskip("torch")
+    import rise.modeling
+    from rise.train import TrainStageConfig, training_accelerator
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(rise.modeling, "cpu_has_fast_bf16", lambda: fast_bf16)
+    acc = training_accelerator(TrainStageConfig(model="m", rollouts=["r"]), tmp_path)
+    seen = []
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    net[1].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    acc.prepare(net)(torch.randn(2, 4))
+    assert seen == [getattr(torch, expected)]

@@ -502,17 +502,32 @@ def resolve_mixed_precision(setting: str, cpu: bool = False) -> str | None:
 
 
 def on_cpu(device: str) -> bool:
-    """Whether training runs on the CPU. Under a launcher (torchrun, `accelerate launch`: WORLD_SIZE
-    > 1) on a machine without a GPU, "auto" means the CPU too: accelerate then joins the processes
-    with gloo, where without `cpu=True` each process would train its own copy into one folder."""
-    import os
-
+    """Whether training runs on the CPU: `cpu`, or `auto` on a machine with no CUDA GPU (and no
+    Apple MPS). accelerate needs `cpu=True` to be told so: without it, its bf16 autocast is not
+    applied on a CPU (the model silently trains in fp32), and under a launcher (torchrun,
+    `accelerate launch`) the processes do not join over gloo (each would train its own copy)."""
     import torch
 
     if device == "cpu":
         return True
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return device == "auto" and launched and not torch.cuda.is_available()
+    if device != "auto":
+        return False
+    mps = getattr(torch.backends, "mps", None)
+    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+def training_accelerator(cfg: "TrainStageConfig", out_dir):
+    """The `accelerate.Accelerator` of a train stage: device, mixed precision, trackers."""
+    from pathlib import Path
+
+    from accelerate import Accelerator
+
+    from rise.tracking import accelerator_kwargs
+
+    cpu = on_cpu(cfg.device)
+    mp = resolve_mixed_precision(cfg.mixed_precision, cpu)
+    return Accelerator(cpu=cpu, **({"mixed_precision": mp} if mp else {}),
+                       **accelerator_kwargs(cfg.train.report_to, Path(out_dir) / "logs"))
 
 
 def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str, Any]:
@@ -524,26 +539,21 @@ def run_train(cfg: TrainStageConfig, out_dir, progress: bool = True) -> dict[str
     """
     from pathlib import Path
 
-    from accelerate import Accelerator
-
     from rise.config import save_config, to_dict
     from rise.convert import convert, read_rollouts
     from rise.model_card import checkpoint_card
     from rise.modeling import load_model, save_model
     from rise.probe import read_probe
     from rise.records import remove_stale_temps, write_json, write_jsonl, write_text
-    from rise.tracking import accelerator_kwargs, start_tracking
+    from rise.tracking import start_tracking
     from rise.train_state import gathered_state_dict, load_full_state_dict
 
     if not cfg.model:
         raise InputError("train.model: no model to fine-tune")
     if not cfg.rollouts:
         raise InputError("train.rollouts: no rollout file given")
-    cpu = on_cpu(cfg.device)
-    mp = resolve_mixed_precision(cfg.mixed_precision, cpu)
     out = Path(out_dir)
-    acc = Accelerator(cpu=cpu, **({"mixed_precision": mp} if mp else {}),
-                      **accelerator_kwargs(cfg.train.report_to, out / "logs"))
+    acc = training_accelerator(cfg, out)
     main = acc.is_main_process
     remove_stale_temps(out)
     records = read_rollouts(cfg.rollouts)
