@@ -503,9 +503,8 @@ def resolve_mixed_precision(setting: str, cpu: bool = False) -> str | None:
 
 def on_cpu(device: str) -> bool:
     """Whether training runs on the CPU: `cpu`, or `auto` on a machine with no CUDA GPU (and no
-    Apple MPS). accelerate needs `cpu=True` to be told so: without it, its bf16 autocast is not
-    applied on a CPU (the model silently trains in fp32), and under a launcher (torchrun,
-    `accelerate launch`) the processes do not join over gloo (each would train its own copy)."""
+    Apple MPS). accelerate is told so (`cpu=True`): under a launcher (torchrun, `accelerate
+    launch`) the processes then join over gloo, where otherwise each would train its own copy."""
     import torch
 
     if device == "cpu":
