@@ -20,21 +20,10 @@ np = pytest.importorskip("numpy")
 
 from rise import gguf as rg  # noqa: E402
 from rise.cli import main  # noqa: E402
+from test_gguf import _byte_chars  # noqa: E402  (GPT-2's byte alphabet, one copy)
 
 H, FFN, HEADS, KV_HEADS = 32, 64, 4, 2
 SPM_SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-
-
-def _byte_chars() -> list[str]:
-    """GPT-2's byte -> printable character table (the byte-level BPE alphabet)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
 
 
 def bpe_vocab() -> tuple[list[str], list[int]]:

@@ -203,7 +203,8 @@ class KVDecoder:
                 if on_done is not None and left[jobs[job][0]] == 0:
                     on_done(jobs[job][0])
 
-            def record(tok_list: list[int], slots, state=state, finish=finish) -> None:
+            def record(tok_list, slots, state=state, finish=finish) -> None:
+                # tok_list[slot]: the token just drawn for that slot (a list or a dict)
                 for slot in slots:
                     t = tok_list[slot]
                     job = state.job[slot]
@@ -330,10 +331,8 @@ class KVDecoder:
             state.count[s] = len(prompts[jobs[job][0]])
         first_tok = sample(first[src], gen)                                  # [len(take)]
         state.tok[slots] = first_tok
-        tok_list = [0] * len(state.job)
-        for (s, _), t in zip(take, first_tok.tolist(), strict=True):
-            tok_list[s] = t
-        record(tok_list, [s for s, _ in take])
+        slot_of = [s for s, _ in take]
+        record(dict(zip(slot_of, first_tok.tolist(), strict=True)), slot_of)
         return nxt
 
 

@@ -38,7 +38,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rise.engines.base import BackendBase, SamplingParams, check_request, derive_seed, progress_bar
+from rise.engines.base import (
+    BackendBase,
+    SamplingParams,
+    check_request,
+    derive_seed,
+    fill_greedy,
+    progress_bar,
+    samples_to_draw,
+)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
 
@@ -157,7 +165,7 @@ class OpenAIBackend(BackendBase):
             return []
         if params.max_new_tokens == 0:
             return [[""] * n for _ in conversations]
-        want = 1 if params.greedy else n
+        want = samples_to_draw(n, params)
         # Jobs: (conversation index, part, choices wanted).  Once the server is known to ignore n,
         # every sample is its own request (parallel instead of sequential follow-ups).
         jobs: list[tuple[int, int, int]] = []
@@ -187,9 +195,7 @@ class OpenAIBackend(BackendBase):
         pool.shutdown(wait=True)
         for (i, _, _), texts in zip(jobs, results, strict=True):
             out[i].extend(texts)
-        if params.greedy:
-            return [texts[:1] * n for texts in out]
-        return [texts[:n] for texts in out]
+        return [fill_greedy(texts, n, params) for texts in out]
 
     # ------------------------------------------------------------------ one conversation
 
