@@ -356,20 +356,28 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
                                  valid, cache, column)
 
 
-def test_kv_decoder_refills_finished_slots(tok, monkeypatch):
+@pytest.mark.parametrize("headroom", [32, 3])
+def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom):
     """Few slots, many prompts of different lengths, rows ending at different steps: finished
     slots take new rows mid-batch (more admissions than batches), and greedy outputs still equal
-    model.generate one by one."""
+    model.generate one by one. With a headroom far below max_new_tokens the cache is compacted
+    and grown many times on the way."""
     from rise.engines import kv_decode
 
-    admissions = []
-    original = kv_decode.KVDecoder._admit
+    admissions, refits = [], []
+    original, original_refit = kv_decode.KVDecoder._admit, kv_decode.KVDecoder._refit
 
     def spy(self, prompts, jobs, nxt, free, *a, **kw):
         admissions.append(len(free))
         return original(self, prompts, jobs, nxt, free, *a, **kw)
 
+    def spy_refit(self, *a, **kw):
+        refits.append(1)
+        return original_refit(self, *a, **kw)
+
     monkeypatch.setattr(kv_decode.KVDecoder, "_admit", spy)
+    monkeypatch.setattr(kv_decode.KVDecoder, "_refit", spy_refit)
+    monkeypatch.setattr(kv_decode.KVDecoder, "HEADROOM", headroom)
     m = make_family_model("llama", len(tok), seed=3)
     stops = [tok.eos_token_id] + letter_ids(tok)[:13]
     m.generation_config.eos_token_id = stops
@@ -384,6 +392,8 @@ def test_kv_decoder_refills_finished_slots(tok, monkeypatch):
     assert len(lengths) > 1
     batches = sum(1 for _ in range(0, 12, 3))
     assert len(admissions) > batches
+    if headroom < 20:
+        assert len(refits) >= 12 * 5 // headroom // 3   # rows outgrow a 3-column headroom often
     # sampled: same seed, same outputs; n rows per prompt share its prefill
     params = SamplingParams(max_new_tokens=20)
     a = backend.generate(convs, 3, params, 5)
