@@ -45,6 +45,10 @@ def test_run_end_to_end_and_resume(tiny_model, tmp_path, capsys):
         own = base_eps[e["problem_id"]]
         assert e["parallel"] == own["parallel"] and e["turns"][0] == own["turns"][0]
     assert report["glore-refiner"]["m1@t1"] == report["base"]["m1@t1"]
+    for e in sr:   # Self-Refine reuses its model's turn 1 (the same draws, not drawn again)
+        own = base_eps[e["problem_id"]]
+        assert e["parallel"] == own["parallel"] and e["turns"][0]["text"] == own["turns"][0]["text"]
+    assert report["base+self-refine"]["m1@t1"] == report["base"]["m1@t1"]
     refiner_data = [json.loads(x) for x in (out / "glore/train/examples.jsonl").read_text().splitlines()]
     assert refiner_data and all(e["turn"] == 2 and e["reward"] == 1.0 and len(e["messages"]) == 4 for e in refiner_data)
     assert set(report["rise-iter1"]["analyses"]["beyond_reference"]) == {"1", "2"}  # eval.analyses on in rise run

@@ -162,7 +162,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
                         loaded = (None, None)
                         loaded = (model, open_backend(model, cfg.engine, progress="generate" if progress else False))
                     kw = dict(kwargs)
-                    if "start_from" in kw:  # a refiner row continues the chains of an evaluated model
+                    if "start_from" in kw:  # it continues the chains of an evaluated row
                         kw["start"] = store.load(kw.pop("start_from"), i)
                     store.save(row, i, run_episodes(loaded[1], task, part, cfg, row, progress, chunk=i, **kw))
                 eps.extend(store.load(row, i))
@@ -195,11 +195,15 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
 
 def eval_rows(cfg: EvalConfig):
     """(row name, model to load, run_episodes arguments) of every row of the report, in order:
-    each model, then its Self-Refine row, then the refiner rows."""
+    each model, then its Self-Refine row, then the refiner rows.
+
+    A Self-Refine row starts from its model's own turn 1 and parallel samples: they are drawn
+    with the same seeds by the same model, so they equal what the row would draw again, and
+    reusing them saves a turn-1 pass (parallel x problems samples) per Self-Refine row."""
     for name, model in cfg.models.items():
         yield name, model, {}
         if name in cfg.self_refine:
-            yield f"{name}+self-refine", model, {"self_refine": True}
+            yield f"{name}+self-refine", model, {"self_refine": True, "start_from": name}
     for row, refiner in cfg.refiners.items():
         yield row, refiner, {"start_from": cfg.refiner_base}
 
