@@ -119,3 +119,16 @@ def test_run_with_extra_tasks_reports_them_and_resumes_each_alone(tiny_model, tm
     # no extra tasks again: the section is gone, the report byte-identical to the first one's
     assert _run(capsys, tiny_model, out)[0] == set()
     assert {n: (out / "eval" / n).read_bytes() for n in plain} == plain
+
+
+def test_rise_eval_takes_extra_tasks_too(tiny_model, tmp_path, capsys, gsm8k_file):
+    pytest.importorskip("torch")
+    out = tmp_path / "e"
+    argv = ["eval", "--model", f"tiny={tiny_model}", "--out", str(out), "--threads", "1", "--quiet",
+            "--limit", "2", "--turns", "2", "--parallel", "1", "--set", "sampling.max_new_tokens=8",
+            "--tasks", f"{{task: gsm8k, data_path: {gsm8k_file}}}"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["tiny"]["ood"]["gsm8k"]["n"] == 2  # the limit of the main evaluation
+    assert "### gsm8k" in (out / "report.md").read_text()
+    assert (out / "ood/gsm8k/episodes.jsonl").is_file() and not (out / "ood/gsm8k/chunks").exists()

@@ -3,12 +3,14 @@ analyses.png from per-model metrics.
 
 report.json is keyed by model or method name at the top level, each entry holding the metrics of
 `rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
-nothing else sits at the top level, so `report[name]["m1@t1"]` always works. report.md mirrors the
-paper's Table 1 in percent. The plot needs matplotlib, imported only when the plot is drawn, and
+nothing else sits at the top level, so `report[name]["m1@t1"]` always works. With eval.tasks
+(rise.ood), an entry's "ood" holds its metrics on each extra task. report.md mirrors the paper's
+Table 1 in percent, and its Table 3 in an "Out of distribution" section. The plot needs matplotlib, imported only when the plot is drawn, and
 uses the Agg canvas directly (no pyplot, no global backend switch). Writes are atomic.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -210,7 +212,7 @@ def ood_section(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
         first = next(iter(rows.values()))
         meta = first.get("meta") or {}
         options = meta.get("task_options") or {}
-        what = [f"task `{meta.get('task')}`"] + ([f"options `{_cell(options)}`"] if options else [])
+        what = [f"task `{meta.get('task')}`"] + ([f"options `{_cell(json.dumps(options))}`"] if options else [])
         what += [f"{meta.get('split')} split"] + ([f"data `{meta['data_path']}`"] if meta.get("data_path") else [])
         out += [f"### {_cell(label)}\n",
                 f"{', '.join(what)}; n={first.get('n', DASH)}; report: `{meta.get('folder')}/report.md`.\n",

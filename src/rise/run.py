@@ -472,6 +472,18 @@ def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
 
 
 def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
+    from rise.report import ood_by_task
+
+    print_table(report)
+    for label, rows in ood_by_task(report).items():
+        print(f"\nout of distribution: {label}")
+        print_table(rows)
+    print("\nwall time: " + ", ".join(f"{key} {v:.0f}s" for key, v in timings.items()))
+    print(f"report: {edir / 'report.md'}")
+
+
+def print_table(report: dict) -> None:
+    """The headline metrics of each row, in percent, and its accuracy at each turn."""
     first = next(iter(report.values()))
     k, t = first.get("K", 5), first.get("T", 5)
     keys = list(dict.fromkeys(["m1@t1", f"m{k}@t1", f"p{k}@t1", f"m1@t{t}", f"p1@t{t}"]))  # K = T = 1: one column
@@ -480,5 +492,3 @@ def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
         row = "".join(f"{100 * m[key]:>8.1f}" if m.get(key) is not None else f"{'-':>8}" for key in keys)
         turns = " ".join(f"{100 * a:.1f}" for a in m.get("turn_acc", []))
         print(f"{name:<14}{row}   {turns}")
-    print("\nwall time: " + ", ".join(f"{key} {v:.0f}s" for key, v in timings.items()))
-    print(f"report: {edir / 'report.md'}")
