@@ -5,8 +5,8 @@
 
 Reads RUN_DIR/timings.json (written by `rise run`: base, iterN.collect, iterN.train, eval,
 eval.<name> per eval.tasks entry, total; a stage reused from an earlier run shows the wall time
-it took then) and, where present, the stage records beside it (collect/summary.json: states; train/train_stats.json: tokens/s and
-peak memory). Standard library only.
+it took then) and, where present, the stage records beside it (collect/summary.json: states;
+train/train_stats.json: tokens/s and peak memory). Standard library only.
 """
 from __future__ import annotations
 
