@@ -5,8 +5,9 @@ report.json is keyed by model or method name at the top level, each entry holdin
 `rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
 nothing else sits at the top level, so `report[name]["m1@t1"]` always works. With eval.tasks
 (rise.ood), an entry's "ood" holds its metrics on each extra task. report.md mirrors the paper's
-Table 1 in percent, and its Table 3 in an "Out of distribution" section. The plot needs matplotlib, imported only when the plot is drawn, and
-uses the Agg canvas directly (no pyplot, no global backend switch). Writes are atomic.
+Table 1 in percent, and its Table 3 in an "Out of distribution" section. The plot needs
+matplotlib, imported only when the plot is drawn, and uses the Agg canvas directly (no pyplot, no
+global backend switch). Writes are atomic.
 """
 from __future__ import annotations
 

@@ -270,10 +270,9 @@ def preflight(cfg: RunConfig) -> None:
     """Load the data and check the model paths before any expensive work (pretraining,
     generation), so that bad input fails in a second with one line naming the culprit."""
     from rise.modeling import check_model_source
+    from rise.ood import preflight as ood_preflight
     from rise.tasks import get_task
     from rise.tasks.splits import check_disjoint
-
-    from rise.ood import preflight as ood_preflight
 
     ood_preflight(cfg.eval, cfg.eval.tasks, default_options)
     task = get_task(cfg.task, **task_options(cfg))
