@@ -4,9 +4,9 @@
     python bench/stages.py runs/default
 
 Reads RUN_DIR/timings.json (written by `rise run`: base, iterN.collect, iterN.train, eval,
-total; a stage reused from an earlier run shows the wall time it took then) and, where present,
-the stage records beside it (collect/summary.json: states; train/train_stats.json: tokens/s and
-peak memory). Standard library only.
+eval.<name> per eval.tasks entry, total; a stage reused from an earlier run shows the wall time
+it took then) and, where present, the stage records beside it (collect/summary.json: states;
+train/train_stats.json: tokens/s and peak memory). Standard library only.
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def detail(run: Path, stage: str) -> str:
             if s.get("peak_memory_bytes"):
                 parts.append(f"peak {s['peak_memory_bytes'] / 1e9:.1f} GB")
             return ", ".join(parts)
-    if stage == "eval":
-        s = load(run / "eval" / "report.json")
+    if stage == "eval" or stage.startswith("eval."):  # eval.<name>: an eval.tasks entry (rise.ood)
+        folder = run / "eval" if stage == "eval" else run / "eval" / "ood" / stage[5:].replace(":", "_")
+        s = load(folder / "report.json")
         if s:
             return f"{len(s)} model(s)"
     return ""

@@ -44,6 +44,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):  # an item of a list of sections (eval.tasks)
+        return _section(value, tp, key)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -78,6 +80,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _section(value: Any, tp: Any, key: str) -> Any:
+    """A section given as a list item: a mapping, or (from a CLI flag) its YAML text, such as
+    `--eval.tasks '{task: gsm8k, limit: 50}'`; its keys are checked like any section's."""
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return from_dict(tp, value, prefix=f"{key}.")
 
 
 def _hints(cls) -> dict[str, Any]:

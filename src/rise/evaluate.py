@@ -17,6 +17,7 @@ from rise.engines import EngineConfig, derive_seed
 from rise.engines.hf import SamplingParams
 from rise.episodes import Attempt, EpisodeConfig
 from rise.errors import InputError
+from rise.ood import EvalTask, check_entries
 
 
 @dataclass
@@ -46,6 +47,9 @@ class EvalConfig:
     # episodes are reused, not drawn again), the refiner answers turns 2..T
     refiners: dict[str, str] = field(default_factory=dict)
     refiner_base: str = "base"        # the model whose turn 1 (and parallel samples) refiner rows reuse
+    # out of distribution (the paper's Table 3): every row evaluated again on each of these tasks,
+    # e.g. [{task: gsm8k, data_path: FILE, limit: 50}], into ood/<name>/ and a section of the report
+    tasks: list[EvalTask] = field(default_factory=list)
 
     def __post_init__(self):
         if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:
@@ -55,6 +59,7 @@ class EvalConfig:
             raise InputError(f"turns and parallel must be >= 1, got {self.turns}, {self.parallel}")
         if self.chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        check_entries(self.tasks)
 
 
 TURN, CRITIQUE = 1, 2           # what an eval generate call is for: the last part of its seed
@@ -136,11 +141,12 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     from rise.engines import open_backend
     from rise.metrics import episode_metrics
     from rise.records import write_json, write_jsonl
-    from rise.report import write_report
     from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
 
     if not cfg.models:
         raise InputError("eval.models: no model to evaluate")
+    if cfg.tasks:
+        return run_eval_ood(cfg, out_dir, progress, extra, notes)
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
     all_eps, results, by_row = [], {}, {}
@@ -184,12 +190,62 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
         results.setdefault(name, {}).update(extra_fields)
     stats = dict(task.grader_stats)
     write_json(out / "grader_stats.json", stats)
-    notes = grader_notes(stats) + list(notes or [])
-    write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={len(problems)})",
-                 notes=notes, transcripts=wrong_to_right_examples(all_eps, limit=3))
+    write_eval_report(out, cfg, results, all_eps, stats, len(problems), notes)
     write_json(out / "timings.json", timings)
     write_json(out / "models.json", {**cfg.models, **cfg.refiners})
     store.remove()
+    return results
+
+
+def write_eval_report(out: Path, cfg: EvalConfig, results: dict, episodes: list[dict], stats: dict,
+                      n: int, notes: list[str] | None = None) -> None:
+    """report.json, report.md and the plots of an evaluation of `n` problems."""
+    from rise.report import write_report
+
+    write_report(out, results, title=f"RISE evaluation on {cfg.task} ({cfg.split}, n={n})",
+                 notes=grader_notes(stats) + list(notes or []),
+                 transcripts=wrong_to_right_examples(episodes, limit=3))
+
+
+def run_eval_ood(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None,
+                 notes: list[str] | None = None) -> dict:
+    """`rise eval` with eval.tasks: the evaluation without them, then each entry's own
+    (rise.ood), then the main report again with their section. Each part resumes on its own."""
+    import copy
+
+    from rise import ood
+
+    ood.preflight(cfg, cfg.tasks)  # every entry's data loads before the first model does
+    main = copy.deepcopy(cfg)
+    main.tasks = []
+    run_eval(main, out_dir, progress, extra, notes)
+    configs = ood.entry_configs(main, cfg.tasks)
+    for label, ev in configs.items():
+        run_eval(ev, ood.entry_dir(out_dir, label), progress)
+    return add_ood_report(main, out_dir, configs, notes)
+
+
+def add_ood_report(cfg: EvalConfig, out_dir: str | Path, configs: dict[str, EvalConfig],
+                   notes: list[str] | None = None) -> dict:
+    """Rewrite the report of the finished evaluation `cfg` in `out_dir` with the out-of-distribution
+    metrics of `configs` (rise.ood.entry_configs, evaluated in ood/<name>/) under each row's "ood";
+    an earlier section is replaced, so this is the same report whenever it runs. Returns it."""
+    import json
+
+    from rise import ood
+    from rise.records import read_jsonl
+
+    out = Path(out_dir)
+    saved = json.loads((out / "report.json").read_text())
+    results = {}
+    for row, r in sorted(saved.items(), key=lambda kv: kv[1]["meta"]["order"]):
+        results[row] = {k: v for k, v in r.items() if k != "ood"}
+    for row, found in ood.gather(out, configs).items():
+        if row in results:
+            results[row]["ood"] = found
+    stats = json.loads((out / "grader_stats.json").read_text())
+    episodes = list(read_jsonl(out / "episodes.jsonl"))
+    write_eval_report(out, cfg, results, episodes, stats, next(iter(results.values()))["n"], notes)
     return results
 
 

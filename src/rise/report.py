@@ -3,12 +3,15 @@ analyses.png from per-model metrics.
 
 report.json is keyed by model or method name at the top level, each entry holding the metrics of
 `rise.metrics.episode_metrics` under the paper's names (fractions in [0, 1]) plus a "meta" dict;
-nothing else sits at the top level, so `report[name]["m1@t1"]` always works. report.md mirrors the
-paper's Table 1 in percent. The plot needs matplotlib, imported only when the plot is drawn, and
-uses the Agg canvas directly (no pyplot, no global backend switch). Writes are atomic.
+nothing else sits at the top level, so `report[name]["m1@t1"]` always works. With eval.tasks
+(rise.ood), an entry's "ood" holds its metrics on each extra task. report.md mirrors the paper's
+Table 1 in percent, and its Table 3 in an "Out of distribution" section. The plot needs
+matplotlib, imported only when the plot is drawn, and uses the Agg canvas directly (no pyplot, no
+global backend switch). Writes are atomic.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -186,6 +189,38 @@ turn pairs whose first turn is wrong; **median edit**: the median share of chara
 """
 
 
+def has_ood(results: Mapping[str, Mapping[str, Any]]) -> bool:
+    return any(r.get("ood") for r in results.values())
+
+
+def ood_by_task(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """{task entry: {row: metrics}} from the rows' "ood" metrics (rise.ood): entries in the order
+    they first appear, rows in the results' order."""
+    out: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for name, r in results.items():
+        for label, metrics in (r.get("ood") or {}).items():
+            out.setdefault(label, {})[name] = metrics
+    return out
+
+
+def ood_section(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The "Out of distribution" section (the paper's Table 3): per extra task, the main table's
+    columns for every row evaluated on it, with the task, split and data it was measured on."""
+    out = ["## Out of distribution\n",
+           "The same rows, turns, samples and episode format, on other tasks than the one above "
+           "(`eval.tasks`); each task's full report is in its folder.\n"]
+    for label, rows in ood_by_task(results).items():
+        first = next(iter(rows.values()))
+        meta = first.get("meta") or {}
+        options = meta.get("task_options") or {}
+        what = [f"task `{meta.get('task')}`"] + ([f"options `{_cell(json.dumps(options))}`"] if options else [])
+        what += [f"{meta.get('split')} split"] + ([f"data `{meta['data_path']}`"] if meta.get("data_path") else [])
+        out += [f"### {_cell(label)}\n",
+                f"{', '.join(what)}; n={first.get('n', DASH)}; report: `{meta.get('folder')}/report.md`.\n",
+                markdown_table(rows)]
+    return out
+
+
 def _fence(text: str) -> str:
     """A code fence longer than any backtick run in `text`, so transcripts cannot break out."""
     run = longest = 0
@@ -253,6 +288,8 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], title: str = "RISE
         out += ["## Flows between turns\n", flows_table(results), "![flows between turns](flows_by_turn.png)\n"]
     if has_analyses(results):
         out += ["## Analyses\n", analyses_table(results), ANALYSES_LEGEND, "![analyses](analyses.png)\n"]
+    if has_ood(results):
+        out += ood_section(results)
     out += ["## Legend\n",
             LEGEND.format(feedback=FEEDBACK_WORDS.get(episode.get("feedback"), "feedback shown above")),
             f"Tie rule: {TIE_RULE}\n"]

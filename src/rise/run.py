@@ -7,6 +7,7 @@ Layout under --out:
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
     classic/train/..., glore/train/... (the baselines Classic SFT and the GLoRE-style refiner)
     eval/{episodes.jsonl, report.json, report.md, accuracy_by_turn.png, flows_by_turn.png, config.yaml}
+    eval/ood/<name>/... (with eval.tasks: each extra task's own evaluation, rise.ood)
     config.yaml (the resolved run config), timings.json (wall time of each stage)
 A stage whose output is complete (a `done.json` beside it, for the same config and the same
 content of the artifacts it reads) is reused, so an interrupted run started again continues at
@@ -196,6 +197,7 @@ def probe_config(cfg: RunConfig, base: str) -> EvalConfig:
     pr = copy.deepcopy(cfg.eval)
     pr.models, pr.task, pr.task_options = {"probe": base}, cfg.task, task_options(cfg)
     pr.split, pr.limit, pr.data_path, pr.turns, pr.parallel = cfg.probe_split, cfg.nll_probe, None, 1, 1
+    pr.tasks = []
     pr.seed = cfg.eval.seed + 1
     if cfg.chat_template:
         pr.engine.chat_template = pr.engine.chat_template or cfg.chat_template
@@ -248,7 +250,12 @@ def data_inputs(cfg: RunConfig, which: str) -> list[str]:
 def task_options(cfg: RunConfig) -> dict[str, Any]:
     if cfg.task_options is not None:
         return dict(cfg.task_options)
-    return dict(CPU_ARITH_OPTIONS) if cfg.task == "arith" else {}
+    return default_options(cfg.task)
+
+
+def default_options(task: str) -> dict[str, Any]:
+    """The options of a task given none: for arith the difficulty the embedded base learns."""
+    return dict(CPU_ARITH_OPTIONS) if task.strip() == "arith" else {}
 
 
 def base_config(cfg: RunConfig) -> PretrainConfig:
@@ -263,9 +270,11 @@ def preflight(cfg: RunConfig) -> None:
     """Load the data and check the model paths before any expensive work (pretraining,
     generation), so that bad input fails in a second with one line naming the culprit."""
     from rise.modeling import check_model_source
+    from rise.ood import preflight as ood_preflight
     from rise.tasks import get_task
     from rise.tasks.splits import check_disjoint
 
+    ood_preflight(cfg.eval, cfg.eval.tasks, default_options)
     task = get_task(cfg.task, **task_options(cfg))
     test = task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
     if cfg.iterations:
@@ -347,6 +356,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     edir = out / "eval"
     _stage("eval", edir, ev, lambda: run_eval(ev, edir, progress, notes=notes), timings,
            [*ev.models.values(), *ev.refiners.values(), *data_inputs(cfg, "test")])
+    ood_stages(cfg, ev, edir, notes, timings, progress)
     if cfg.nll_probe and cfg.iterations:
         write_probe_curves(out, train_dirs)
     timings["total"] = sum(v for k, v in timings.items())
@@ -354,6 +364,24 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     report = json.loads((edir / "report.json").read_text())
     print_summary(report, timings, edir)
     return report
+
+
+def ood_stages(cfg: RunConfig, ev: EvalConfig, edir: Path, notes: list[str], timings: dict[str, float],
+               progress: bool) -> None:
+    """One eval stage per entry of eval.tasks (rise.ood), keyed on its own config and data, so a
+    changed entry re-runs alone; then the main report with their section (also to drop a section
+    whose entries are gone)."""
+    from rise import ood
+    from rise.evaluate import add_ood_report, run_eval
+
+    configs = ood.entry_configs(ev, cfg.eval.tasks, default_options)
+    for label, sub in configs.items():
+        sdir = ood.entry_dir(edir, label)
+        _stage(f"eval.{label}", sdir, sub, partial(run_eval, sub, sdir, progress), timings,
+               [*sub.models.values(), *sub.refiners.values(), *([sub.data_path] if sub.data_path else [])])
+    report = json.loads((edir / "report.json").read_text())
+    if configs or any("ood" in r for r in report.values()):
+        add_ood_report(ev, edir, configs, notes)
 
 
 def glore_config(cfg: RunConfig, tr, base: str):
@@ -414,6 +442,7 @@ def eval_config(cfg: RunConfig, models: dict[str, str], refiners: dict[str, str]
 
     ev = copy.deepcopy(cfg.eval)
     ev.models, ev.task, ev.task_options = models, cfg.task, task_options(cfg)
+    ev.tasks = []  # each its own stage (ood_stages): the main evaluation's key does not depend on them
     ev.refiners, ev.refiner_base = dict(refiners or {}), "base"
     if ev.episode == EpisodeConfig():
         ev.episode = copy.deepcopy(cfg.collect.episode)
@@ -442,6 +471,18 @@ def write_probe_curves(out: Path, dirs: dict[str, Path]) -> dict[str, dict]:
 
 
 def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
+    from rise.report import ood_by_task
+
+    print_table(report)
+    for label, rows in ood_by_task(report).items():
+        print(f"\nout of distribution: {label}")
+        print_table(rows)
+    print("\nwall time: " + ", ".join(f"{key} {v:.0f}s" for key, v in timings.items()))
+    print(f"report: {edir / 'report.md'}")
+
+
+def print_table(report: dict) -> None:
+    """The headline metrics of each row, in percent, and its accuracy at each turn."""
     first = next(iter(report.values()))
     k, t = first.get("K", 5), first.get("T", 5)
     keys = list(dict.fromkeys(["m1@t1", f"m{k}@t1", f"p{k}@t1", f"m1@t{t}", f"p1@t{t}"]))  # K = T = 1: one column
@@ -450,5 +491,3 @@ def print_summary(report: dict, timings: dict[str, float], edir: Path) -> None:
         row = "".join(f"{100 * m[key]:>8.1f}" if m.get(key) is not None else f"{'-':>8}" for key in keys)
         turns = " ".join(f"{100 * a:.1f}" for a in m.get("turn_acc", []))
         print(f"{name:<14}{row}   {turns}")
-    print("\nwall time: " + ", ".join(f"{key} {v:.0f}s" for key, v in timings.items()))
-    print(f"report: {edir / 'report.md'}")
