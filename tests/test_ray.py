@@ -80,7 +80,7 @@ def test_collect_on_ray_is_byte_identical(cluster, tiny_model, one_process_colle
     assert main(["collect", *collect_args(tiny_model), *RAY, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "rollouts.jsonl").read_bytes() == one_process_collect
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["ray"] == {"actors": 2, "chunks": 3, "retried": 0}
+    assert summary["ray"] == {"actors": 2, "chunks": 3, "retried": 0, "nodes": 1}
 
 
 def test_actor_killed_mid_chunk_is_restarted_and_its_chunk_redone(cluster, tiny_model, one_process_collect,
@@ -123,7 +123,8 @@ def test_eval_on_ray_is_byte_identical(cluster, tiny_model, tmp_path):
     for name in ("episodes.jsonl", "report.json", "report.md", "grader_stats.json"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     # 4 rows (base, base+self-refine, other, glore) x 3 chunks
-    assert json.loads((tmp_path / "ray" / "ray.json").read_text()) == {"actors": 2, "chunks": 12, "retried": 0}
+    stats = json.loads((tmp_path / "ray" / "ray.json").read_text())
+    assert stats == {"actors": 2, "chunks": 12, "retried": 0, "nodes": 1}
 
 
 def test_bad_input_inside_a_chunk_is_its_one_line_error_not_retried(cluster, tmp_path):

@@ -92,9 +92,11 @@ class ChunkActor:
     def ping(self) -> bool:
         return True
 
-    def run(self, *args) -> tuple[Any, dict[str, int]]:
+    def run(self, *args) -> tuple[Any, dict[str, int], str]:
         """The worker's result for one chunk, with the grader counters it added (summed on the
-        driver, since grading happens here and not in the driver's task)."""
+        driver, since grading happens here and not in the driver's task) and the Ray node it ran on."""
+        import ray
+
         if self.worker is None:
             self.worker = self.make_worker()
         if self.crash_marker and not os.path.exists(self.crash_marker):
@@ -103,10 +105,15 @@ class ChunkActor:
         before = dict(self.worker.task.grader_stats)
         result = self.worker.run(*args)
         after = self.worker.task.grader_stats
-        return result, {k: v - before.get(k, 0) for k, v in after.items()}
+        return (result, {k: v - before.get(k, 0) for k, v in after.items()},
+                ray.get_runtime_context().get_node_id())
 
 
 _PING = object()  # the key of a ping that waits for a restarted actor
+# How long a chunk waits for a restarted actor before the pool gives up on that actor. A restart
+# after a lost node may find no room (the other actors hold the rest of the cluster), and the
+# chunk must not wait forever for it while others could run it.
+RESTART_WAIT_S = 120.0
 
 
 class EnginePool:
@@ -127,7 +134,9 @@ class EnginePool:
         threads = max(1, int(cfg.num_cpus))
         marker = os.environ.get(CRASH_ONCE_ENV) or None
         self.actors = [remote.remote(make_worker, threads, marker) for _ in range(n)]
-        self.stats = {"actors": n, "chunks": 0, "retried": 0}
+        self.stats = {"actors": n, "chunks": 0, "retried": 0, "nodes": 0}
+        self.nodes: set[str] = set()  # the Ray nodes that ran chunks
+        self.restarting: dict = {}     # ping -> (actor, _PING, since) of actors Ray is restarting
         self.grader_stats: Counter = Counter()
         self.bar = None
         if progress:
@@ -139,12 +148,17 @@ class EnginePool:
     def run(self, jobs: list[tuple[Any, tuple]], on_done: Callable[[Any, Any], None]) -> None:
         """Run every job `(key, args)` as `worker.run(*args)` on some actor; `on_done(key,
         result)` runs on the driver as each finishes (in completion order)."""
+        import time
+
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         queue, tries = deque(jobs), Counter()
-        idle, running = list(self.actors), {}
-        while queue or running:
+        running = dict(self.restarting)  # pings of actors a previous run() left restarting
+        idle = [a for a in self.actors if all(a is not r[0] for r in running.values())]
+        # done when no chunk is queued or running (a ping still waiting for a restart is not
+        # waited for: close() kills that actor)
+        while queue or any(key is not _PING for _, key, _ in running.values()):
             while idle and queue:
                 actor = idle.pop()
                 key, args = queue.popleft()
@@ -152,7 +166,11 @@ class EnginePool:
             if not running:
                 raise RuntimeError(f"every Ray actor died and none could be restarted; "
                                    f"{len(queue)} chunks left undone")
-            [ref], _ = ray.wait(list(running), num_returns=1)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+            if not ready:
+                self.give_up_on_slow_restarts(running, time.monotonic())
+                continue
+            ref = ready[0]
             actor, key, args = running.pop(ref)
             try:
                 value = ray.get(ref)
@@ -171,16 +189,32 @@ class EnginePool:
                                        f"(ray.max_retries={self.cfg.max_retries})") from None
                 queue.appendleft((key, args))
                 # the chunk waits for a live actor; this one comes back once Ray restarted it
-                running[actor.ping.options(max_task_retries=-1).remote()] = (actor, _PING, None)
+                running[actor.ping.options(max_task_retries=-1).remote()] = (actor, _PING, time.monotonic())
                 continue
             if key is not _PING:
-                result, grader_delta = value
+                result, grader_delta, node = value
                 self.grader_stats.update(grader_delta)
+                self.nodes.add(node)
+                self.stats["nodes"] = len(self.nodes)
                 on_done(key, result)
                 self.stats["chunks"] += 1
                 if self.bar is not None:
                     self.bar.update()
             idle.append(actor)
+        self.restarting = {ref: entry for ref, entry in running.items() if entry[1] is _PING}
+
+    def give_up_on_slow_restarts(self, running: dict, now: float) -> None:
+        """Drop the actors whose restart has taken longer than RESTART_WAIT_S (their chunks are
+        already back in the queue for the others)."""
+        import ray
+
+        for ref, (actor, key, since) in list(running.items()):
+            if key is _PING and now - since > RESTART_WAIT_S:
+                print(f"[rise] ray: an actor did not come back within {RESTART_WAIT_S:.0f}s of dying; "
+                      "going on without it")
+                del running[ref]
+                self.actors.remove(actor)
+                ray.kill(actor, no_restart=True)
 
     def close(self) -> None:
         """Kill the actors (their engines' memory, a GPU's included, is freed with them)."""
