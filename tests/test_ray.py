@@ -51,6 +51,22 @@ def test_cli_ray_flags_set_the_ray_section(tmp_path):
     assert resolve(CollectConfig, None, {}).ray.enabled is False
 
 
+def test_rise_run_gives_its_ray_section_to_collect_and_eval(tmp_path):
+    from rise.config import ConfigError, resolve
+    from rise.run import RunConfig, config_hash, eval_config, stage_configs
+
+    cfg = resolve(RunConfig, None, {"ray.enabled": True, "ray.actors": 3, "ray.num_gpus": 1})
+    col, _ = stage_configs(cfg, "some/model", 1, tmp_path)
+    ev = eval_config(cfg, {"base": "some/model"})
+    assert col.ray == ev.ray == cfg.ray == RayConfig(enabled=True, actors=3, num_gpus=1)
+    # where the chunks run does not change them: a stage done with Ray is reused without, and back
+    plain_col, _ = stage_configs(resolve(RunConfig, None, {}), "some/model", 1, tmp_path)
+    assert config_hash(col) == config_hash(plain_col) and col != plain_col
+    for key in ("collect.ray.enabled", "eval.ray.actors"):
+        with pytest.raises(ConfigError, match=f"{key.rsplit('.', 1)[0]} is set by rise run; set ray instead"):
+            resolve(RunConfig, None, {key: 2 if "actors" in key else True})
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray = pytest.importorskip("ray")
