@@ -127,7 +127,7 @@ def test_a_resumed_ray_collect_runs_only_the_missing_chunks(cluster, tiny_model,
 
 def eval_args(model):
     return ["--model", f"base={model}", "--model", f"other={model}", "--self_refine", "base",
-            "--set", f"refiners={{glore: {model}}}", "--limit", "5", "--turns", "2", "--parallel", "2",
+            "--set", f"refiners={{glore: {model}}}", "--limit", "4", "--turns", "2", "--parallel", "2",
             "--chunk_size", "2", "--sampling.max_new_tokens", "8", *TINY]
 
 
@@ -138,9 +138,9 @@ def test_eval_on_ray_is_byte_identical(cluster, tiny_model, tmp_path):
     assert main(["eval", *eval_args(tiny_model), *RAY, "--out", str(tmp_path / "ray")]) == 0
     for name in ("episodes.jsonl", "report.json", "report.md", "grader_stats.json"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
-    # 4 rows (base, base+self-refine, other, glore) x 3 chunks
+    # 4 rows (base, base+self-refine, other, glore) x 2 chunks
     stats = json.loads((tmp_path / "ray" / "ray.json").read_text())
-    assert stats == {"actors": 2, "chunks": 12, "retried": 0, "nodes": 1}
+    assert stats == {"actors": 2, "chunks": 8, "retried": 0, "nodes": 1}
 
 
 def test_bad_input_inside_a_chunk_is_its_one_line_error_not_retried(cluster, tmp_path):
@@ -167,7 +167,7 @@ def test_bad_input_inside_a_chunk_is_its_one_line_error_not_retried(cluster, tmp
 def run_args(model):
     sets = ["collect.limit=4", "collect.turns=2", "collect.chunk_size=2", "collect.sampling.max_new_tokens=8",
             "train.max_steps=1", "eval.limit=4", "eval.turns=2", "eval.parallel=2", "eval.chunk_size=2",
-            "eval.sampling.max_new_tokens=8", "classic=false", "glore=false"]
+            "eval.sampling.max_new_tokens=8", "classic=false", "glore=false", "self_refine=false"]
     return ["run", "--base", model, *TINY, *[x for s in sets for x in ("--set", s)]]
 
 

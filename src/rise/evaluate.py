@@ -284,7 +284,7 @@ def grader_notes(stats: dict[str, int]) -> list[str]:
     notes = []
     hostile = {k: stats.get(k, 0) for k in ("timeouts", "too_long", "too_complex")}
     if any(hostile.values()):
-        notes.append("Answers graded wrong without a full comparison (graded in this process; resumed "
+        notes.append("Answers graded wrong without a full comparison (graded in this run, also on Ray actors; resumed "
                      "chunks are not re-graded): " + ", ".join(f"{k} {v}" for k, v in hostile.items()))
     gold = {k: stats.get(k, 0) for k in ("gold_unparsed", "gold_suspect")}
     if any(gold.values()):
