@@ -257,27 +257,20 @@ class CollectWorker:
         self.others = {}
 
 
-def store_key(cfg: CollectConfig) -> dict:
-    """What collect's chunks depend on: shards and Ray runs share one chunk store, so the sharding
-    and Ray settings are left out of its fingerprint."""
-    from rise.config import to_dict
-
-    return {k: v for k, v in to_dict(cfg).items() if k not in ("num_shards", "shard_index", "ray")}
-
-
 def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) -> Path:
     """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
     from functools import partial
 
     from rise.records import write_json, write_jsonl
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.resume import ChunkStore, begin_stage, chunked, config_fingerprint
 
     if not cfg.policy:
         raise InputError("collect.policy: no policy model given")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
     t0 = time.perf_counter()
-    store = ChunkStore(out / "chunks", fingerprint(store_key(cfg)))
+    # shards share one chunk store: the sharding settings are left out of its fingerprint
+    store = ChunkStore(out / "chunks", config_fingerprint(cfg, ("num_shards", "shard_index")))
     parts = chunked(problems, cfg.chunk_size)
     # a merge run (num_shards 1) also completes any chunk a shard left unfinished
     mine = [i for i in range(len(parts)) if i % cfg.num_shards == cfg.shard_index]

@@ -180,7 +180,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     from rise.metrics import episode_metrics
     from rise.records import write_json, write_jsonl
     from rise.report import write_report
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.resume import ChunkStore, begin_stage, chunked, config_fingerprint
 
     if not cfg.models:
         raise InputError("eval.models: no model to evaluate")
@@ -188,7 +188,7 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     task, problems = begin_stage(out, cfg)
     all_eps, results, by_row = [], {}, {}
     check_rows(cfg)
-    store = ChunkStore(out / "chunks", fingerprint({k: v for k, v in to_dict(cfg).items() if k != "ray"}))
+    store = ChunkStore(out / "chunks", config_fingerprint(cfg))
     parts = chunked(problems, cfg.chunk_size)
     timings: dict[str, float] = {}  # kept out of report.json so that metrics are byte-identical per seed
     with eval_runner(cfg, task, store, parts, progress) as (run_row, ray_stats):

@@ -151,7 +151,7 @@ class EnginePool:
         import time
 
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
         queue, tries = deque(jobs), Counter()
         running = dict(self.restarting)  # pings of actors a previous run() left restarting
@@ -178,7 +178,7 @@ class EnginePool:
                 if isinstance(e.cause, InputError):
                     raise e.cause from None
                 raise
-            except RayActorError:
+            except (RayActorError, ObjectLostError):  # the actor died (or the node holding its result)
                 if key is _PING:  # its restarts are used up: go on with the others
                     self.actors.remove(actor)
                     continue

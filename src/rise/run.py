@@ -15,7 +15,6 @@ the first unfinished stage, and a change anywhere re-runs exactly the stages dow
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -126,12 +125,11 @@ def check_derived_keys(cfg: "RunConfig") -> None:
 
 
 def config_hash(cfg: Any) -> str:
-    """The hash of a stage's config; its `ray` section is left out, since where the chunks ran
-    does not change them (a stage finished on Ray is reused by a run without, and back)."""
-    from rise.config import to_dict
+    """The hash of a stage's config; where the stage runs (its `ray` section) is left out, so a
+    stage finished on Ray is reused by a run without, and back."""
+    from rise.resume import config_fingerprint
 
-    blob = json.dumps({k: v for k, v in to_dict(cfg).items() if k != "ray"}, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return config_fingerprint(cfg)
 
 
 def stage_key(cfg: Any, inputs: list) -> dict[str, str]:
