@@ -164,6 +164,26 @@ def test_bad_input_inside_a_chunk_is_its_one_line_error_not_retried(cluster, tmp
     assert done == {0: [0]} and pool.stats["retried"] == 0
 
 
+def test_a_chunk_that_kills_every_actor_is_retried_a_bounded_number_of_times(cluster):
+    from rise.ray_exec import EnginePool
+
+    class Crashing:  # a chunk that takes its process down every time (a segfaulting kernel, OOM)
+        task = type("NoTask", (), {"grader_stats": {}})()
+
+        def run(self, chunk):
+            import os
+
+            os._exit(1)
+
+    pool = EnginePool(Crashing, RayConfig(actors=1, max_retries=1), wanted=1, progress=False)
+    try:
+        with pytest.raises(RuntimeError, match=r"chunk 0: its Ray actor died 2 times \(ray.max_retries=1\)"):
+            pool.run([(0, (0,))], lambda key, result: None)
+    finally:
+        pool.close()
+    assert pool.stats["retried"] == 2 and pool.stats["chunks"] == 0
+
+
 def run_args(model):
     sets = ["collect.limit=4", "collect.turns=2", "collect.chunk_size=2", "collect.sampling.max_new_tokens=8",
             "train.max_steps=1", "eval.limit=4", "eval.turns=2", "eval.parallel=2", "eval.chunk_size=2",
