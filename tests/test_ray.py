@@ -51,6 +51,17 @@ def test_cli_ray_flags_set_the_ray_section(tmp_path):
     assert resolve(CollectConfig, None, {}).ray.enabled is False
 
 
+def test_ray_missing_is_the_install_line(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from rise.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["collect", "--policy", str(tmp_path), "--limit", "2", "--ray", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--ray needs ray: pip install 'recursive-introspection[ray]'" in capsys.readouterr().err
+
+
 def test_rise_run_gives_its_ray_section_to_collect_and_eval(tmp_path):
     from rise.config import ConfigError, resolve
     from rise.run import RunConfig, config_hash, eval_config, stage_configs

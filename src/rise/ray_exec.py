@@ -58,11 +58,20 @@ def cluster_address(cfg: RayConfig) -> str | None:
     return cfg.address or os.environ.get("RAY_ADDRESS") or None
 
 
+def import_ray():
+    """The ray module, or the one-line install hint when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs ray: pip install 'recursive-introspection[ray]'") from None
+    return ray
+
+
 @contextmanager
 def session(cfg: RayConfig) -> Iterator[None]:
     """Connected to Ray for the duration: an existing connection (a test's, `rise run`'s) is
     reused; otherwise join `cluster_address`, or start a local cluster, and leave it at the end."""
-    import ray
+    ray = import_ray()
 
     if ray.is_initialized():
         yield
