@@ -10,7 +10,7 @@ import pytest
 import rise
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "accelerate", "datasets", "peft", "numpy", "yaml")
+HEAVY = ("torch", "transformers", "accelerate", "datasets", "peft", "numpy", "yaml", "ray")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -22,7 +22,8 @@ def _modules_after(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize("code", ["import rise", "import rise; rise.__version__; dir(rise)",
-                                  "import rise; rise.get_task('arith'); rise.InputError"])
+                                  "import rise; rise.get_task('arith'); rise.InputError",
+                                  "import rise.run, rise.ray_exec"])  # the configs hold ray.* keys, not ray
 def test_import_rise_loads_no_heavy_library(code):
     loaded = _modules_after(code)
     assert "rise" in loaded

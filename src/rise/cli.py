@@ -81,7 +81,18 @@ def _flag_help(spec) -> str:
     return text.replace("%", "%%")
 
 
+def _add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    """The short spellings of the `ray` section's two everyday keys: `--ray` and `--ray_address`."""
+    group = parser.add_argument_group("ray", "short flags for the ray section (docs/scaling.md)")
+    group.add_argument("--ray", dest="cfg:ray.enabled", action="store_const", const="true",
+                       default=argparse.SUPPRESS, help="same as --ray.enabled true")
+    group.add_argument("--ray_address", dest="cfg:ray.address", metavar="ADDRESS", default=argparse.SUPPRESS,
+                       help="same as --ray.address (default: $RAY_ADDRESS, else a local cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rise.config import flag_specs
+
     p = argparse.ArgumentParser(prog="rise", description="Recursive Introspection (RISE) for language models")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of every error, bad input included (also RISE_DEBUG=1)")
@@ -104,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                             help="model to evaluate (repeatable); PATH alone names it by its folder")
         _add_config_flags(sp, _config_class(stage))
+        if any(spec.name == "ray.enabled" for spec in flag_specs(_config_class(stage))):
+            _add_ray_flags(sp)
     from rise.gguf import add_parser as add_convert_gguf  # not a stage: no config, no --set
 
     add_convert_gguf(sub)

@@ -26,6 +26,7 @@ from rise.engines import EngineConfig, derive_seed
 from rise.engines.hf import SamplingParams
 from rise.episodes import Attempt, EpisodeConfig
 from rise.errors import InputError
+from rise.ray_exec import RayConfig
 
 IMPROVE_MODES = ("none", "reference", "teacher", "self")
 
@@ -60,6 +61,7 @@ class CollectConfig:
     # num_shards 1 to merge the chunks
     num_shards: int = 1               # processes the problems are split over (1: no sharding / merge)
     shard_index: int = 0              # which shard this process runs, 0..num_shards-1
+    ray: RayConfig = field(default_factory=RayConfig)  # the missing chunks on Ray actors instead
 
     def __post_init__(self):
         if self.improve not in IMPROVE_MODES:
@@ -222,47 +224,84 @@ def rollout_summary(records: list[dict]) -> dict[str, Any]:
     }
 
 
+class CollectWorker:
+    """The engines one process (or one Ray actor) collects with: opened on the first chunk that
+    needs them (a merge run opens none) and reused for every later chunk."""
+
+    def __init__(self, cfg: CollectConfig, task=None, progress: bool = False):
+        from rise.tasks import get_task
+
+        self.cfg, self.progress = cfg, progress
+        self.task = task if task is not None else get_task(cfg.task, **cfg.task_options)
+        self.policy = self.teacher = None
+        self.others: dict = {}
+
+    def run(self, part: list, chunk: int) -> list[dict]:
+        """The rollout records of one chunk of problems."""
+        from rise.engines import open_backend
+
+        cfg = self.cfg
+        if self.policy is None:
+            self.policy = open_backend(cfg.policy, cfg.engine, progress="generate" if self.progress else False)
+            if cfg.improve == "teacher":
+                self.teacher = open_backend(cfg.teacher, cfg.teacher_engine)
+            self.others = {m: open_backend(m, cfg.engine) for m in cfg.other_models()}
+        return rollouts(cfg, self.task, part, self.policy, self.teacher, chunk=chunk, others=self.others)
+
+    def close(self) -> None:
+        """Free the engines (a vLLM engine holds its GPU memory)."""
+        for backend in (self.policy, self.teacher, *self.others.values()):
+            if backend is not None:
+                backend.close()
+        self.policy = self.teacher = None
+        self.others = {}
+
+
 def run_collect(cfg: CollectConfig, out_dir: str | Path, progress: bool = True) -> Path:
     """Collect rollouts for `cfg` into out_dir/rollouts.jsonl (+ config.yaml, summary.json)."""
-    from tqdm.auto import tqdm
+    from functools import partial
 
-    from rise.config import to_dict
-    from rise.engines import open_backend
     from rise.records import write_json, write_jsonl
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.resume import ChunkStore, begin_stage, chunked, config_fingerprint
 
     if not cfg.policy:
         raise InputError("collect.policy: no policy model given")
     out = Path(out_dir)
     task, problems = begin_stage(out, cfg)
     t0 = time.perf_counter()
-    policy = teacher = None  # loaded only when a chunk is missing (a merge run needs neither)
-    others: dict = {}
     # shards share one chunk store: the sharding settings are left out of its fingerprint
-    key = {k: v for k, v in to_dict(cfg).items() if k not in ("num_shards", "shard_index")}
-    store = ChunkStore(out / "chunks", fingerprint(key))
+    store = ChunkStore(out / "chunks", config_fingerprint(cfg, ("num_shards", "shard_index")))
     parts = chunked(problems, cfg.chunk_size)
     # a merge run (num_shards 1) also completes any chunk a shard left unfinished
     mine = [i for i in range(len(parts)) if i % cfg.num_shards == cfg.shard_index]
-    try:
-        for i in tqdm(mine, desc="collect", unit="chunk", disable=not progress):
-            if not store.has("rollouts", i):
-                if policy is None:
-                    policy = open_backend(cfg.policy, cfg.engine, progress="generate" if progress else False)
-                    if cfg.improve == "teacher":
-                        teacher = open_backend(cfg.teacher, cfg.teacher_engine)
-                    others = {m: open_backend(m, cfg.engine) for m in cfg.other_models()}
-                store.save("rollouts", i, rollouts(cfg, task, parts[i], policy, teacher, chunk=i, others=others))
-    finally:                      # free the engines (a vLLM engine holds its GPU memory)
-        for backend in (policy, teacher, *others.values()):
-            if backend is not None:
-                backend.close()
+    missing = [i for i in mine if not store.has("rollouts", i)]
+    ray_stats = None
+    if cfg.ray.enabled and missing:
+        from rise.ray_exec import engine_pool
+
+        bar = dict(bar_total=len(mine), bar_done=len(mine) - len(missing), desc="collect", progress=progress)
+        with engine_pool(partial(CollectWorker, cfg), cfg.ray, len(missing), **bar) as pool:
+            pool.run([(i, (parts[i], i)) for i in missing], partial(store.save, "rollouts"))
+            ray_stats = pool.stats
+    else:
+        from tqdm.auto import tqdm
+
+        worker = CollectWorker(cfg, task, progress)
+        try:
+            for i in tqdm(mine, desc="collect", unit="chunk", disable=not progress):
+                if i in missing:
+                    store.save("rollouts", i, worker.run(parts[i], i))
+        finally:
+            worker.close()
     if cfg.num_shards > 1:
         print(f"[rise] collect shard {cfg.shard_index}/{cfg.num_shards}: {len(mine)} chunks in {store.root}")
         return store.root
     records = [rec for i in range(len(parts)) for rec in store.load("rollouts", i)]
     path = out / "rollouts.jsonl"
     write_jsonl(path, records)
-    write_json(out / "summary.json", rollout_summary(records) | {"wall_s": time.perf_counter() - t0})
+    summary = rollout_summary(records) | {"wall_s": time.perf_counter() - t0}
+    if ray_stats is not None:
+        summary["ray"] = ray_stats
+    write_json(out / "summary.json", summary)
     store.remove()
     return path

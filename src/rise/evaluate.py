@@ -9,6 +9,7 @@ oracle": majority vote over the T answers).
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rise.engines.hf import SamplingParams
 from rise.episodes import Attempt, EpisodeConfig
 from rise.errors import InputError
 from rise.ood import EvalTask, check_entries
+from rise.ray_exec import RayConfig
 
 
 @dataclass
@@ -50,6 +52,7 @@ class EvalConfig:
     # out of distribution (the paper's Table 3): every row evaluated again on each of these tasks,
     # e.g. [{task: gsm8k, data_path: FILE, limit: 50}], into ood/<name>/ and a section of the report
     tasks: list[EvalTask] = field(default_factory=list)
+    ray: RayConfig = field(default_factory=RayConfig)  # the missing chunks on Ray actors instead
 
     def __post_init__(self):
         if self.episode.feedback == "oracle" and not self.allow_oracle_feedback:
@@ -133,15 +136,55 @@ def self_refine_states(backend, problems, episodes, cfg: EvalConfig, seed: int) 
     return states
 
 
+class EvalWorker:
+    """One engine at a time for the rows of an evaluation, in one process or one Ray actor: a
+    row's model loads when one of its chunks is missing (a resumed eval may need none), and the
+    previous model's engine is freed first."""
+
+    def __init__(self, cfg: EvalConfig, task=None, progress: bool = False):
+        from rise.tasks import get_task
+
+        self.cfg, self.progress = cfg, progress
+        self.task = task if task is not None else get_task(cfg.task, **cfg.task_options)
+        self.model, self.backend = None, None
+
+    def run(self, row: str, model: str, kwargs: dict, part: list, chunk: int) -> list[dict]:
+        """The episodes of one chunk of one row (`kwargs`: run_episodes' row arguments)."""
+        from rise.engines import open_backend
+
+        if self.model != model:
+            self.close()
+            self.backend = open_backend(model, self.cfg.engine, progress="generate" if self.progress else False)
+            self.model = model
+        return run_episodes(self.backend, self.task, part, self.cfg, row, self.progress, chunk=chunk, **kwargs)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.model, self.backend = None, None
+
+
+def row_jobs(cfg: EvalConfig, store, parts: list, row: str, model: str, kwargs: dict) -> list[tuple]:
+    """(chunk index, EvalWorker.run arguments) of a row's missing chunks; a refiner row continues
+    the chains its base row left in the store."""
+    jobs = []
+    for i, part in enumerate(parts):
+        if not store.has(row, i):
+            kw = dict(kwargs)
+            if "start_from" in kw:
+                kw["start"] = store.load(kw.pop("start_from"), i)
+            jobs.append((i, (row, model, kw, part, i)))
+    return jobs
+
+
 def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra: dict | None = None,
              notes: list[str] | None = None) -> dict:
     """Evaluate every model in cfg.models; write episodes.jsonl and the report (with `notes`, e.g.
     how the models' training data was collected). Returns metrics."""
     from rise.config import to_dict
-    from rise.engines import open_backend
     from rise.metrics import episode_metrics
     from rise.records import write_json, write_jsonl
-    from rise.resume import ChunkStore, begin_stage, chunked, fingerprint
+    from rise.resume import ChunkStore, begin_stage, chunked, config_fingerprint
 
     if not cfg.models:
         raise InputError("eval.models: no model to evaluate")
@@ -151,35 +194,18 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     task, problems = begin_stage(out, cfg)
     all_eps, results, by_row = [], {}, {}
     check_rows(cfg)
-    store = ChunkStore(out / "chunks", fingerprint(to_dict(cfg)))
+    store = ChunkStore(out / "chunks", config_fingerprint(cfg))
     parts = chunked(problems, cfg.chunk_size)
     timings: dict[str, float] = {}  # kept out of report.json so that metrics are byte-identical per seed
-    loaded = (None, None)  # (model, backend): a model's rows share one load
-    try:
+    with eval_runner(cfg, task, store, parts, progress) as (run_row, ray_stats):
         for row, model, kwargs in eval_rows(cfg):
             t0 = time.perf_counter()
-            eps = []
-            for i, part in enumerate(parts):
-                if not store.has(row, i):
-                    # the model loads only when a chunk is missing (a resumed eval may need none)
-                    if loaded[0] != model:
-                        if loaded[1] is not None:   # one engine at a time: free it first
-                            loaded[1].close()
-                        loaded = (None, None)
-                        loaded = (model, open_backend(model, cfg.engine, progress="generate" if progress else False))
-                    kw = dict(kwargs)
-                    if "start_from" in kw:  # it continues the chains of an evaluated row
-                        kw["start"] = store.load(kw.pop("start_from"), i)
-                    store.save(row, i, run_episodes(loaded[1], task, part, cfg, row, progress, chunk=i, **kw))
-                eps.extend(store.load(row, i))
+            run_row(row_jobs(cfg, store, parts, row, model, kwargs))
+            eps = [ep for i in range(len(parts)) for ep in store.load(row, i)]
             all_eps.extend(eps)
             by_row[row] = eps
             results[row] = {**episode_metrics(eps), "meta": {"episode": to_dict(cfg.episode)}}
             timings[row] = time.perf_counter() - t0
-    finally:
-        if loaded[1] is not None:
-            loaded[1].close()
-    loaded = (None, None)
     write_jsonl(out / "episodes.jsonl", all_eps)
     if cfg.analyses:
         from rise.analysis import eval_analyses
@@ -189,6 +215,10 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, extra:
     for name, extra_fields in (extra or {}).items():
         results.setdefault(name, {}).update(extra_fields)
     stats = dict(task.grader_stats)
+    if ray_stats:  # the actors graded: their counts add to the driver's
+        for k, v in ray_stats.pop("grader_stats").items():
+            stats[k] = stats.get(k, 0) + v
+        write_json(out / "ray.json", ray_stats)
     write_json(out / "grader_stats.json", stats)
     write_eval_report(out, cfg, results, all_eps, stats, len(problems), notes)
     write_json(out / "timings.json", timings)
@@ -247,6 +277,35 @@ def add_ood_report(cfg: EvalConfig, out_dir: str | Path, configs: dict[str, Eval
     episodes = list(read_jsonl(out / "episodes.jsonl"))
     write_eval_report(out, cfg, results, episodes, stats, next(iter(results.values()))["n"], notes)
     return results
+@contextmanager
+def eval_runner(cfg: EvalConfig, task, store, parts: list, progress: bool):
+    """(run_row, ray_stats): run_row(jobs) computes and saves a row's missing chunks (`row_jobs`),
+    in this process or, with eval.ray, on one pool of Ray actors that every row shares (one
+    progress bar over all rows' chunks); ray_stats receives the pool's counts at the end."""
+    from functools import partial
+
+    missing = {row: sum(not store.has(row, i) for i in range(len(parts))) for row, _, _ in eval_rows(cfg)}
+    ray_stats: dict = {}
+    if not (cfg.ray.enabled and any(missing.values())):
+        worker = EvalWorker(cfg, task, progress)
+
+        def run_here(jobs):
+            for i, args in jobs:
+                store.save(args[0], i, worker.run(*args))
+        try:
+            yield run_here, ray_stats
+        finally:
+            worker.close()
+        return
+    from rise.ray_exec import engine_pool
+
+    total = len(parts) * len(missing)
+    bar = dict(bar_total=total, bar_done=total - sum(missing.values()), desc="eval", progress=progress)
+    with engine_pool(partial(EvalWorker, cfg), cfg.ray, max(missing.values()), **bar) as pool:
+        def run_on_ray(jobs):  # keyed (row, chunk): the driver writes each chunk it gets back
+            pool.run([((args[0], i), args) for i, args in jobs], lambda key, eps: store.save(*key, eps))
+        yield run_on_ray, ray_stats
+        ray_stats.update(pool.stats, grader_stats=dict(pool.grader_stats))
 
 
 def eval_rows(cfg: EvalConfig):
@@ -283,7 +342,7 @@ def grader_notes(stats: dict[str, int]) -> list[str]:
     notes = []
     hostile = {k: stats.get(k, 0) for k in ("timeouts", "too_long", "too_complex")}
     if any(hostile.values()):
-        notes.append("Answers graded wrong without a full comparison (graded in this process; resumed "
+        notes.append("Answers graded wrong without a full comparison (graded in this run, also on Ray actors; resumed "
                      "chunks are not re-graded): " + ", ".join(f"{k} {v}" for k, v in hostile.items()))
     gold = {k: stats.get(k, 0) for k in ("gold_unparsed", "gold_suspect")}
     if any(gold.values()):

@@ -42,6 +42,18 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+# config sections that say where a stage runs, not what it computes (its chunks are the same
+# either way): left out of every fingerprint, so finished work is reused with or without them
+PLACEMENT_KEYS = ("ray",)
+
+
+def config_fingerprint(cfg: Any, leave_out: Sequence[str] = ()) -> str:
+    """The fingerprint of a stage config's top-level keys, less PLACEMENT_KEYS and `leave_out`."""
+    from rise.config import to_dict
+
+    return fingerprint({k: v for k, v in to_dict(cfg).items() if k not in (*PLACEMENT_KEYS, *leave_out)})
+
+
 def content_fingerprint(sources: Sequence[str | Path]) -> str:
     """One hash of the content of every input of a stage: a file's bytes, a directory's files
     (relative names and bytes, in sorted order), or, for a name that is not a local path (a hub

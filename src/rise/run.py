@@ -16,7 +16,6 @@ the first unfinished stage, and a change anywhere re-runs exactly the stages dow
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from rise.engines.hf import SamplingParams
 from rise.errors import InputError
 from rise.evaluate import EvalConfig
 from rise.pretrain import PretrainConfig
+from rise.ray_exec import RayConfig
 from rise.train import TrainConfig
 
 # Defaults of the main job, sized for the embedded default on a 2-core CPU (arith solutions are
@@ -73,6 +73,9 @@ class RunConfig:
     threads: int | None = None        # torch CPU threads
     chat_template: str | None = None  # Jinja string or file, for a base whose tokenizer has none
     seed: int = 0                    # seeds every stage (iteration k: seed * 1000 + k)
+    # collection and evaluation on Ray (both stages get this section; training stays in this
+    # process with accelerate: docs/scaling.md)
+    ray: RayConfig = field(default_factory=RayConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
     convert: ConvertConfig = field(default_factory=ConvertConfig)
@@ -106,6 +109,7 @@ DERIVED_KEYS = {
     "eval.task_options": "task_options", "eval.self_refine": "self_refine",
     "eval.refiners": "glore", "eval.refiner_base": "glore (the refiner continues the base's chains)",
     "pretrain.task": "task", "pretrain.task_options": "task_options",
+    "collect.ray": "ray", "eval.ray": "ray",
 }
 
 
@@ -122,10 +126,11 @@ def check_derived_keys(cfg: "RunConfig") -> None:
 
 
 def config_hash(cfg: Any) -> str:
-    from rise.config import to_dict
+    """The hash of a stage's config; where the stage runs (its `ray` section) is left out, so a
+    stage finished on Ray is reused by a run without, and back."""
+    from rise.resume import config_fingerprint
 
-    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return config_fingerprint(cfg)
 
 
 def stage_key(cfg: Any, inputs: list) -> dict[str, str]:
@@ -226,6 +231,7 @@ def stage_configs(cfg: RunConfig, policy: str, iteration: int, out: Path, traine
         CollectConfig.__post_init__(col)
     col.data_path = cfg.train_data or col.data_path
     col.seed = cfg.seed * 1000 + iteration
+    col.ray = copy.deepcopy(cfg.ray)
     rollouts = [str(out / f"iter{iteration}" / "collect" / "rollouts.jsonl")]
     tr = TrainStageConfig(model=trainee or policy, rollouts=rollouts,
                           convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
@@ -293,6 +299,19 @@ def preflight(cfg: RunConfig) -> None:
 
 
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """The main job; with `ray.enabled`, one Ray connection (or local cluster) serves every
+    collect and eval stage."""
+    preflight(cfg)  # bad input fails in a second, before any model (or Ray cluster) starts
+    if not cfg.ray.enabled:
+        return run_stages(cfg, out_dir, progress)
+    from rise.ray_exec import session
+
+    with session(cfg.ray):
+        return run_stages(cfg, out_dir, progress)
+
+
+def run_stages(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Every stage of the main job, in order, each reused when already complete."""
     from rise.collect import run_collect
     from rise.config import save_config
     from rise.engines import set_threads
@@ -302,7 +321,6 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str,
     from rise.train import run_train
 
     out = Path(out_dir)
-    preflight(cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.yaml", cfg)
     set_threads(cfg.threads)
@@ -451,6 +469,7 @@ def eval_config(cfg: RunConfig, models: dict[str, str], refiners: dict[str, str]
     if cfg.chat_template:  # fine-tuned checkpoints save the template; the base may need it
         ev.engine.chat_template = ev.engine.chat_template or cfg.chat_template
     ev.data_path = cfg.test_data or ev.data_path
+    ev.ray = copy.deepcopy(cfg.ray)
     return ev
 
 
