@@ -2,7 +2,6 @@
 other tasks, each its own resumable stage, gathered into the report's "Out of distribution"
 section."""
 import json
-import re
 
 import pytest
 
@@ -69,21 +68,10 @@ def test_bad_data_fails_in_the_preflight_before_any_work(entry, needle, tmp_path
     assert not out.exists()
 
 
-SMALL = ["--threads", "1", "--quiet", "--set", "collect.limit=4", "--set", "collect.turns=2",
-         "--set", "collect.sampling.max_new_tokens=8", "--set", "train.max_steps=1",
-         "--set", "eval.limit=3", "--set", "eval.turns=2", "--set", "eval.parallel=2",
-         "--set", "eval.sampling.max_new_tokens=8", "--set", "classic=false", "--set", "self_refine=false",
-         "--set", "glore=false"]
-
-
-def _run(capsys, base, out, *extra) -> tuple[set, set]:
-    assert main(["run", "--base", base, "--out", str(out), *SMALL, *extra]) == 0
-    text = capsys.readouterr().out
-    return set(re.findall(r"\[rise\] (\S+) -> ", text)), set(re.findall(r"\[rise\] (\S+): reusing", text))
-
-
 def test_run_with_extra_tasks_reports_them_and_resumes_each_alone(tiny_model, tmp_path, capsys, gsm8k_file):
     pytest.importorskip("torch")
+    from test_stale_stages import _run  # the stage-key tests' tiny `rise run`: one copy
+
     out = tmp_path / "r"
     ran, _ = _run(capsys, tiny_model, out)
     plain = {n: (out / "eval" / n).read_bytes() for n in ("report.md", "report.json")}
