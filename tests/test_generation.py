@@ -118,6 +118,17 @@ def reference_greedy(model, tok, conv, max_new, eos=None):
     return new
 
 
+def assert_greedy_as_generate(model, tok, convs, got, max_new, stops):
+    """Each greedy completion in `got` equals plain model.generate's, and the rows ended at
+    different lengths (so finishing early was exercised)."""
+    lengths = set()
+    for conv, (text,) in zip(convs, got, strict=True):
+        ref = reference_greedy(model, tok, conv, max_new, eos=stops)
+        lengths.add(len(ref))
+        assert text == tok.decode(ref, skip_special_tokens=True)
+    assert len(lengths) > 1
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -207,12 +218,7 @@ def test_rows_finish_at_different_times(tok, monkeypatch, decoder):
     convs = [[{"role": "user", "content": f"question {i} " + "z" * (3 * i)}] for i in range(8)]
     greedy = SamplingParams(temperature=0, max_new_tokens=30)
     got = HFBackend(m, tok, decoder=decoder, batch_size=8).generate(convs, 1, greedy, 0)
-    lengths = set()
-    for conv, (text,) in zip(convs, got, strict=True):
-        ref = reference_greedy(m, tok, conv, 30, eos=stops)
-        lengths.add(len(ref))
-        assert text == tok.decode(ref, skip_special_tokens=True)
-    assert len(lengths) > 1
+    assert_greedy_as_generate(m, tok, convs, got, 30, stops)
     lazy = HFBackend(m, tok, decoder=decoder, batch_size=8)
     lazy.sync_every = 3  # the accelerator setting: finished rows noticed every 3 steps
     assert lazy.generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=30), 0) == got
@@ -384,12 +390,7 @@ def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom):
     convs = [[{"role": "user", "content": f"q{i} " + "y" * (i % 5)}] for i in range(12)]
     backend = HFBackend(m, tok, batch_size=3, decoder="kv")
     got = backend.generate(convs, 1, SamplingParams(temperature=0, max_new_tokens=20), 0)
-    lengths = set()
-    for conv, (text,) in zip(convs, got, strict=True):
-        ref = reference_greedy(m, tok, conv, 20, eos=stops)
-        lengths.add(len(ref))
-        assert text == tok.decode(ref, skip_special_tokens=True)
-    assert len(lengths) > 1
+    assert_greedy_as_generate(m, tok, convs, got, 20, stops)
     batches = sum(1 for _ in range(0, 12, 3))
     assert len(admissions) > batches
     if headroom < 20:
