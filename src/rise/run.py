@@ -2,6 +2,8 @@
 
 Layout under --out:
     base -> (path of the base model, in base.txt)
+    boost/data/rollouts.jsonl, boost/train/checkpoint (with boost.problems > 0: rise.boost's
+        single-turn SFT of the base, which is then the run's base)
     probe/{alone,multi_turn}.jsonl (with nll_probe > 0: rise.probe's NLL probe, scored in training)
     iter1/collect/{rollouts.jsonl, summary.json, config.yaml}
     iter1/train/{examples.jsonl, checkpoint/, train_stats.json, config.yaml}
@@ -23,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rise.boost import BoostConfig
 from rise.collect import CollectConfig
 from rise.convert import ConvertConfig
 from rise.embedded import CPU_ARITH_OPTIONS
@@ -76,6 +79,9 @@ class RunConfig:
     # collection and evaluation on Ray (both stages get this section; training stays in this
     # process with accelerate: docs/scaling.md)
     ray: RayConfig = field(default_factory=RayConfig)
+    # the paper's boost step (rise.boost): single-turn SFT of the base on reference solutions
+    # before RISE, for a base that does not yet answer the task; the boosted model is the base
+    boost: BoostConfig = field(default_factory=BoostConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     collect: CollectConfig = field(default_factory=lambda: CollectConfig(**EMBEDDED_COLLECT))
     convert: ConvertConfig = field(default_factory=ConvertConfig)
@@ -283,8 +289,13 @@ def preflight(cfg: RunConfig) -> None:
     ood_preflight(cfg.eval, cfg.eval.tasks, default_options)
     task = get_task(cfg.task, **task_options(cfg))
     test = task.load(cfg.eval.split, path=cfg.test_data or cfg.eval.data_path, limit=cfg.eval.limit)
-    if cfg.iterations:
+    if cfg.iterations or cfg.boost.problems:
         train = task.load(cfg.collect.split, path=cfg.train_data or cfg.collect.data_path, limit=cfg.collect.limit)
+        if cfg.boost.problems:
+            from rise.boost import boost_problems
+
+            train += boost_problems(task, cfg.collect.split, cfg.train_data or cfg.collect.data_path,
+                                    cfg.collect.limit, cfg.boost.problems)
         check_disjoint(train, test)  # by question hash: training on test problems is refused
         if cfg.nll_probe:
             task.load(cfg.probe_split, limit=cfg.nll_probe)
@@ -331,11 +342,13 @@ def run_stages(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> di
     timings["base"] = time.perf_counter() - t0
     write_text(out / "base.txt", base + "\n")
 
+    notes: list[str] = []
+    if cfg.boost.problems:
+        base = boost_stages(cfg, base, out, timings, progress, notes)
     models = {"base": base}
     student = resolve_student(cfg, progress)
     if student:
         models["student"] = student
-    notes: list[str] = []
     refiners: dict[str, str] = {}
     train_dirs: dict[str, Path] = {}
     policy = base
@@ -382,6 +395,33 @@ def run_stages(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> di
     report = json.loads((edir / "report.json").read_text())
     print_summary(report, timings, edir)
     return report
+
+
+def boost_stages(cfg: RunConfig, raw: str, out: Path, timings: dict[str, float], progress: bool,
+                 notes: list[str]) -> str:
+    """The boost step (rise.boost): the reference solutions of `boost.problems` training problems
+    (after collection's) -> single-turn SFT of the base. Returns the boosted checkpoint, the
+    run's base from here on."""
+    from rise.boost import BoostDataConfig, run_boost_data
+    from rise.train import TrainStageConfig, run_train
+
+    bd = BoostDataConfig(task=cfg.task, task_options=task_options(cfg), split=cfg.collect.split,
+                         data_path=cfg.train_data or cfg.collect.data_path, after=cfg.collect.limit,
+                         problems=cfg.boost.problems, episode=copy.deepcopy(cfg.collect.episode))
+    ddir, tdir = out / "boost" / "data", out / "boost" / "train"
+    _stage("boost.data", ddir, bd, partial(run_boost_data, bd, ddir), timings, data_inputs(cfg, "train"))
+    tr = TrainStageConfig(model=raw, rollouts=[str(ddir / "rollouts.jsonl")],
+                          convert=copy.deepcopy(cfg.convert), train=copy.deepcopy(cfg.train))
+    tr.convert.mode = "classic"  # single-turn SFT on the accepted references, weight 1
+    tr.train.epochs, tr.train.seed = cfg.boost.epochs, cfg.seed * 1000
+    if cfg.chat_template:
+        tr.chat_template = cfg.chat_template
+    _stage("boost.train", tdir, tr, partial(run_train, tr, tdir, progress), timings, [raw, *tr.rollouts])
+    summary = json.loads((ddir / "summary.json").read_text())
+    notes.append(f"`base` is `{raw}` after the boost step: single-turn SFT on the reference solutions of "
+                 f"{summary['problems']} training problems ({summary['references_accepted']} accepted by the "
+                 f"grader), {cfg.boost.epochs:g} epochs (boost/train).")
+    return str(tdir / "checkpoint")
 
 
 def ood_stages(cfg: RunConfig, ev: EvalConfig, edir: Path, notes: list[str], timings: dict[str, float],
