@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rise.convert import ConvertConfig
 from rise.errors import InputError
+from rise.packing import micro_batch, packed_model, resolve_packing
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TrainConfig:
     seed: int = 0                    # example order (and LoRA's initial weights)
     train_on: str = "last"           # "last": last assistant turn (RISE); "all_assistant": every assistant turn
     full_logits: bool = False        # compute logits at every position (exact for models with logit soft-capping)
+    # auto | on | off: run each micro-batch packed, without padding (rise.packing); auto: on for
+    # models with transformers' sdpa or eager attention, off with full_logits
+    packing: str = "auto"
     normalize_weights: bool = False  # divide by the batch's weight sum instead of N
     lora: bool = False               # train LoRA adapters (peft) instead of every weight
     lora_r: int = 16                 # LoRA rank
@@ -63,6 +67,8 @@ class TrainConfig:
         for name in ("lr", "batch_size", "micro_batch_tokens", "max_length"):
             if getattr(self, name) <= 0:
                 raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if self.packing not in ("auto", "on", "off"):
+            raise InputError(f"train.packing must be auto, on or off, got {self.packing!r}")
         if self.eval_every < 0:
             raise InputError(f"train.eval_every must be >= 0, got {self.eval_every}")
         from rise.tracking import parse_report_to
@@ -265,18 +271,25 @@ def peak_memory_bytes(device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def nll_module(model, full_logits: bool):
+def nll_module(model, full_logits: bool, packed: bool = False):
     """Wrap the causal LM in a module whose forward returns per-example NLL, so DDP/FSDP see the
-    whole computation pass through their wrapper's forward (their gradient hooks need that)."""
+    whole computation pass through their wrapper's forward (their gradient hooks need that).
+    Its forward takes `micro_batch`'s tensors: padded (input_ids, attention_mask, target_mask)
+    or, with `packed`, rise.packing's (input_ids, position_ids, target_mask, segments, cu_seq_lens)."""
     import torch
+
+    from rise.packing import packed_nll
 
     class PerExampleNLL(torch.nn.Module):
         def __init__(self, lm):
             super().__init__()
             self.lm = lm
+            self.packed = packed
 
-        def forward(self, input_ids, attention_mask, target_mask):
-            return per_example_nll(self.lm, input_ids, attention_mask, target_mask, full_logits)
+        def forward(self, *tensors):
+            if self.packed:
+                return packed_nll(self.lm, *tensors)
+            return per_example_nll(self.lm, *tensors, full_logits)
 
     # FSDP's transformer auto-wrap (accelerate, with no layer class named in its config) wraps
     # the classes listed in the prepared module's `_no_split_modules`: forward the LM's own
@@ -300,8 +313,9 @@ def mean_nll(net, encoded: list[Encoded], pad_id: int, token_budget: int, device
     total = 0.0
     with torch.no_grad():
         for mb in micro_batches(list(range(len(encoded))), lengths, token_budget):
-            ids, attn, tmask, _ = (t.to(device) for t in collate([encoded[i] for i in mb], pad_id))
-            total += float(net(ids, attn, tmask).sum())
+            packed = getattr(getattr(net, "module", net), "packed", False)
+            tensors, _, _, _ = micro_batch([encoded[i] for i in mb], pad_id, packed, device)
+            total += float(net(*tensors).sum())
     net.train(was_training)
     return total / len(encoded)
 
@@ -349,7 +363,8 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     lengths = [len(e.input_ids) for e in encoded]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    net = nll_module(model, cfg.full_logits)
+    packed = resolve_packing(cfg, model)
+    net = nll_module(model, cfg.full_logits, packed)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     net, opt = acc.prepare(net, opt)
@@ -374,67 +389,68 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         start, losses, grad_norms = resumed["step"], resumed["losses"], resumed["grad_norms"]
         tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
         eval_nll = resumed.get("eval_nll") or eval_nll
-    score(start)
-    mark = (time.perf_counter(), tokens)  # time and tokens at the last logging step
-    bar = tqdm(total=steps, initial=start, desc="train", disable=not (progress and acc.is_main_process), unit="step")
-    for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
-        if step < start:
-            continue
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, cfg)
-        mine = batch[rank::world]
-        denom = sum(encoded[i].weight for i in batch) if cfg.normalize_weights else len(batch)
-        mbs = micro_batches(mine, lengths, cfg.micro_batch_tokens)
-        # A process with no example in this step (global batch < number of processes) still runs
-        # one forward/backward, scaled by 0, so that it joins the gradient all-reduce.
-        idle = not mbs
-        if idle:
-            mbs = [[batch[0]]]
-        step_loss = torch.zeros((), device=acc.device)
-        for k, mb in enumerate(mbs):
-            cpu = collate([encoded[i] for i in mb], pad_id)
-            ids, attn, tmask, w = (t.to(acc.device, non_blocking=True) for t in cpu)
-            # Under DDP gradients are averaged over processes: scaling by `world` makes the
-            # all-reduced gradient that of the global sum / N. Only the last micro-batch of a
-            # step synchronises (DDP/FSDP no_sync; DeepSpeed's accumulation boundary and step).
-            last = k == len(mbs) - 1
-            scale = 0.0 if idle else world / denom
-            if deepspeed:
-                acc.gradient_state._set_sync_gradients(last)
-            with (acc.no_sync(net) if world > 1 and not last else contextlib.nullcontext()):
-                loss = weighted_loss_sum(net(ids, attn, tmask), w) * scale
-                acc.backward(loss)
-            step_loss += loss.detach() / world
-            if not idle:  # counted on the host copies: no device sync per micro-batch
-                tokens += int(cpu[1].sum())
-                trained_tokens += int(cpu[2].sum())
-        if cfg.grad_clip:
-            # The prepared module's parameters: FSDP clips its own (sharded) parameters only when
-            # handed exactly these; DeepSpeed clips inside its step (`gradient_clipping`).
-            norm = acc.clip_grad_norm_(list(net.parameters()), cfg.grad_clip)
-            grad_norms.append(None if norm is None else float(norm))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if world > 1:
-            step_loss = acc.reduce(step_loss, reduction="sum")
-        losses.append(float(step_loss))
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            now = time.perf_counter()
-            log_metrics(acc, {"train/loss": losses[-1], "train/lr": opt.param_groups[0]["lr"],
-                              "train/grad_norm": grad_norms[-1] if grad_norms else None,
-                              "train/tokens_per_s": (tokens - mark[1]) * world / max(now - mark[0], 1e-9)},
-                        step + 1)
-            mark = (now, tokens)
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            score(step + 1)
-        if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-            save_train_state(acc, state_dir, {"fingerprint": fp, "step": step + 1, "losses": losses,
-                                              "grad_norms": grad_norms, "tokens": tokens,
-                                              "trained_tokens": trained_tokens, "eval_nll": eval_nll})
-    bar.close()
-    score(steps)
+    with packed_model(model, packed):  # the model's own attention again afterwards
+        score(start)
+        mark = (time.perf_counter(), tokens)  # time and tokens at the last logging step
+        bar = tqdm(total=steps, initial=start, desc="train", unit="step",
+                   disable=not (progress and acc.is_main_process))
+        for step, batch in enumerate(global_batches(len(encoded), batch_size, steps, cfg.seed)):
+            if step < start:
+                continue
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps, cfg)
+            mine = batch[rank::world]
+            denom = sum(encoded[i].weight for i in batch) if cfg.normalize_weights else len(batch)
+            mbs = micro_batches(mine, lengths, cfg.micro_batch_tokens)
+            # A process with no example in this step (global batch < number of processes) still runs
+            # one forward/backward, scaled by 0, so that it joins the gradient all-reduce.
+            idle = not mbs
+            if idle:
+                mbs = [[batch[0]]]
+            step_loss = torch.zeros((), device=acc.device)
+            for k, mb in enumerate(mbs):
+                tensors, w, real, trained = micro_batch([encoded[i] for i in mb], pad_id, packed, acc.device)
+                # Under DDP gradients are averaged over processes: scaling by `world` makes the
+                # all-reduced gradient that of the global sum / N. Only the last micro-batch of a
+                # step synchronises (DDP/FSDP no_sync; DeepSpeed's accumulation boundary and step).
+                last = k == len(mbs) - 1
+                scale = 0.0 if idle else world / denom
+                if deepspeed:
+                    acc.gradient_state._set_sync_gradients(last)
+                with (acc.no_sync(net) if world > 1 and not last else contextlib.nullcontext()):
+                    loss = weighted_loss_sum(net(*tensors), w) * scale
+                    acc.backward(loss)
+                step_loss += loss.detach() / world
+                if not idle:
+                    tokens += real
+                    trained_tokens += trained
+            if cfg.grad_clip:
+                # The prepared module's parameters: FSDP clips its own (sharded) parameters only when
+                # handed exactly these; DeepSpeed clips inside its step (`gradient_clipping`).
+                norm = acc.clip_grad_norm_(list(net.parameters()), cfg.grad_clip)
+                grad_norms.append(None if norm is None else float(norm))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if world > 1:
+                step_loss = acc.reduce(step_loss, reduction="sum")
+            losses.append(float(step_loss))
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                now = time.perf_counter()
+                log_metrics(acc, {"train/loss": losses[-1], "train/lr": opt.param_groups[0]["lr"],
+                                  "train/grad_norm": grad_norms[-1] if grad_norms else None,
+                                  "train/tokens_per_s": (tokens - mark[1]) * world / max(now - mark[0], 1e-9)},
+                            step + 1)
+                mark = (now, tokens)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                score(step + 1)
+            if state_dir and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+                save_train_state(acc, state_dir, {"fingerprint": fp, "step": step + 1, "losses": losses,
+                                                  "grad_norms": grad_norms, "tokens": tokens,
+                                                  "trained_tokens": trained_tokens, "eval_nll": eval_nll})
+        bar.close()
+        score(steps)
     wall = time.perf_counter() - t0
     model.eval()
     return {
