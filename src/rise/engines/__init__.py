@@ -29,9 +29,9 @@ ENGINES = ("hf", "vllm", "openai")
 class EngineConfig:
     engine: str = "hf"               # hf | vllm | openai
     decoder: str = "auto"            # hf: auto | kv | hf | generate (rise.engines.hf)
-    # hf: rows (prompt x sample) decoded at once; on the embedded model 256 beat 128 (1.46x at 5
-    # samples per state, 1.1x at 1) and tied 512 (`python bench/batch.py`)
-    batch_size: int = 256
+    # hf: rows (prompt x sample) decoded at once (128 beat 64 on the embedded model; 256 sampled
+    # turn-1 states faster in a sweep but was no faster, or slower, in rise eval's own turns)
+    batch_size: int = 128
     dtype: str = "auto"              # hf/vllm: auto = bf16 on GPUs and CPUs with native bf16, else fp32
     device: str = "auto"             # hf
     trust_remote_code: bool = False  # hf/vllm
