@@ -130,8 +130,8 @@ def main(argv=None) -> str:
     spec.write_text(json.dumps({"model": path, "turns": turns, "samples": args.samples, "fixed": fixed,
                                 "max_new_tokens": args.max_new_tokens, "repeat": args.repeat,
                                 "max_model_len": model.config.max_position_embeddings}))
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_CPU_OMP_THREADS_BIND": "all",
-           "PYTHONPATH": ""}
+    # the worker's threads as ours; a 2 GiB KV cache (vLLM's CPU default takes most of the RAM)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_CPU_KVCACHE_SPACE": "2", "PYTHONPATH": ""}
     proc = subprocess.run([args.vllm_python, __file__, "--worker", str(spec)], capture_output=True, text=True, env=env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
