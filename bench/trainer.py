@@ -326,6 +326,8 @@ def parse_args(argv=None):
     ap.add_argument("--pad-to", type=int, default=2048, help="official recipe: pad every example to this length")
     ap.add_argument("--budget", type=int, default=None, help="ours: padded tokens per micro-batch "
                     "(default: TrainConfig.micro_batch_tokens)")
+    ap.add_argument("--packing", default="auto", choices=("auto", "on", "off"),
+                    help="ours: train.packing (auto packs models at least 256 wide)")
     ap.add_argument("--lr", type=float, default=1e-5, help="official: 1e-5")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on 2 shared cores)")
     ap.add_argument("--seed", type=int, default=0)
@@ -363,7 +365,10 @@ def main(argv=None) -> str:
                      layers=args.layers)
     cfg = TrainConfig(lr=args.lr, max_steps=steps, batch_size=args.accum, warmup_ratio=0.0, grad_clip=1.0,
                       max_length=args.pad_to, seed=args.seed,
-                      micro_batch_tokens=args.budget or TrainConfig.micro_batch_tokens)
+                      micro_batch_tokens=args.budget or TrainConfig.micro_batch_tokens, packing=args.packing)
+    from rise.packing import resolve_packing
+
+    packed = resolve_packing(cfg, model)
     encoded, skipped = encode_examples(tok, examples, cfg)
     if len(encoded) < args.accum:
         raise SystemExit(f"only {len(encoded)} examples fit in {args.pad_to} tokens")
@@ -408,7 +413,8 @@ def main(argv=None) -> str:
     off_tps = off["tokens"] / off["wall_s"]
 
     print(f"ours:     {ours['tokens']:,} real tokens in {ours['wall_s']:.1f} s ({steps} steps, micro-batch "
-          f"budget {cfg.micro_batch_tokens} tokens) = {ours_tps:,.0f} tokens/s, peak {mem_ours}")
+          f"budget {cfg.micro_batch_tokens} tokens, {'packed' if packed else 'padded'}) = {ours_tps:,.0f} tokens/s, "
+          f"peak {mem_ours}")
     print(f"official: {off['tokens']:,} real tokens ({off['padded_tokens']:,} with padding) in {off['wall_s']:.1f} s "
           f"({base_steps} steps, pad to {args.pad_to}, micro-batch 1, accumulation {args.accum}) = "
           f"{off_tps:,.0f} tokens/s, peak {mem_off}")

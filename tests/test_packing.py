@@ -106,19 +106,24 @@ def test_fit_packed_equals_padded_and_restores_attention():
 
 
 def test_packing_settings():
-    model = _model("qwen2")
-    assert resolve_packing(TrainConfig(), model) is True
-    assert resolve_packing(TrainConfig(packing="off"), model) is False
-    assert resolve_packing(TrainConfig(full_logits=True), model) is False
+    from types import SimpleNamespace
+
+    model = _model("qwen2")                  # 64 wide: auto leaves it padded, `on` packs it
+    assert resolve_packing(TrainConfig(), model) is False
+    assert resolve_packing(TrainConfig(packing="on"), model) is True
+    wide = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa", hidden_size=576))
+    assert resolve_packing(TrainConfig(), wide) is True
+    assert resolve_packing(TrainConfig(packing="off"), wide) is False
+    assert resolve_packing(TrainConfig(full_logits=True), wide) is False
     with pytest.raises(InputError, match="full_logits"):
         resolve_packing(TrainConfig(packing="on", full_logits=True), model)
     with pytest.raises(InputError, match="train.packing must be"):
         TrainConfig(packing="yes")
-    from types import SimpleNamespace
 
     flash = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
     assert resolve_packing(TrainConfig(), flash) is False
     with pytest.raises(InputError, match="cannot run packed"):
         resolve_packing(TrainConfig(packing="on"), flash)
-    softcap = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa", attn_logit_softcapping=50.0))
+    softcap = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa", hidden_size=576,
+                                                     attn_logit_softcapping=50.0))
     assert resolve_packing(TrainConfig(), softcap) is False

@@ -46,7 +46,7 @@ class TrainConfig:
     train_on: str = "last"           # "last": last assistant turn (RISE); "all_assistant": every assistant turn
     full_logits: bool = False        # compute logits at every position (exact for models with logit soft-capping)
     # auto | on | off: run each micro-batch packed, without padding (rise.packing); auto: on for
-    # models with transformers' sdpa or eager attention, off with full_logits
+    # models at least 256 wide with transformers' sdpa or eager attention, off with full_logits
     packing: str = "auto"
     normalize_weights: bool = False  # divide by the batch's weight sum instead of N
     lora: bool = False               # train LoRA adapters (peft) instead of every weight
