@@ -328,6 +328,8 @@ def parse_args(argv=None):
                     "(default: TrainConfig.micro_batch_tokens)")
     ap.add_argument("--packing", default="auto", choices=("auto", "on", "off"),
                     help="ours: train.packing (auto packs models at least 256 wide)")
+    ap.add_argument("--attention", default="auto", choices=("auto", "rise", "model"),
+                    help="ours: train.attention (auto: rise's matmul attention on a CPU)")
     ap.add_argument("--lr", type=float, default=1e-5, help="official: 1e-5")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on 2 shared cores)")
     ap.add_argument("--seed", type=int, default=0)
@@ -365,7 +367,8 @@ def main(argv=None) -> str:
                      layers=args.layers)
     cfg = TrainConfig(lr=args.lr, max_steps=steps, batch_size=args.accum, warmup_ratio=0.0, grad_clip=1.0,
                       max_length=args.pad_to, seed=args.seed,
-                      micro_batch_tokens=args.budget or TrainConfig.micro_batch_tokens, packing=args.packing)
+                      micro_batch_tokens=args.budget or TrainConfig.micro_batch_tokens, packing=args.packing,
+                      attention=args.attention)
     from rise.packing import resolve_packing
 
     packed = resolve_packing(cfg, model)

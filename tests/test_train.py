@@ -188,13 +188,16 @@ def test_fit_logs_at_step_0_the_objective_computed_without_fit(budget):
     assert stats["loss"][0] == pytest.approx(expected, rel=1e-5)
 
 
-def test_bf16_autocast_loss_agrees_with_fp32():
-    """The CPU bf16 path (autocast over fp32 master weights, as accelerate runs it): the
+@pytest.mark.parametrize("matmul", [False, True])
+def test_bf16_autocast_loss_agrees_with_fp32(matmul):
+    """The CPU bf16 path (autocast over fp32 master weights, as accelerate runs it), with the
+    model's own attention and with rise's matmul attention (train.attention auto on a CPU): the
     per-example NLL of a tiny model agrees with fp32 within 2% relative, and one optimizer step
     moves the fp32 weights the same way (cosine of the updates > 0.99)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from rise.attention import training_attention
     from rise.train import per_example_nll
 
     torch.set_num_threads(1)
@@ -210,7 +213,8 @@ def test_bf16_autocast_loss_agrees_with_fp32():
     for mode in ("fp32", "bf16"):
         m = copy.deepcopy(model)
         opt = torch.optim.SGD(m.parameters(), lr=1.0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"), \
+                training_attention(m, packed=False, matmul=matmul and mode == "bf16"):
             nll = per_example_nll(m, ids, attn, tmask)
         nll.sum().backward()
         before = torch.cat([p.detach().flatten().clone() for p in m.parameters()])

@@ -4,89 +4,20 @@ A padded micro-batch [B, L] runs every linear layer on B*L positions, of which o
 tokens count (in the embedded default's training, 1.4 padded positions per real one). Packed,
 the examples of a micro-batch are concatenated into one row [1, T] (T = the real tokens), with
 position ids restarting at 0 for each example, so the embeddings, norms, projections and MLPs
-(most of a forward's FLOPs) run on real tokens only. Attention must not cross examples: rise
-registers its own attention function with transformers (`AttentionInterface`), which
-scatters each example's queries, keys and values into a [S, H, Lmax, D] block (S examples,
-right-padded to the longest) and runs causal SDPA there. Right padding under a causal mask is
-exact for the real positions (a real query never sees a later pad) and the padded outputs are
-dropped, so the loss equals the padded path's up to floating-point summation order.
+(most of a forward's FLOPs) run on real tokens only. Attention must not cross examples:
+`rise.attention` gathers each example's queries, keys and values into a [S, H, Lmax, D] block
+(S examples, right-padded to the longest) and runs causal attention there. Right padding under a
+causal mask is exact for the real positions (a real query never sees a later pad) and the padded
+outputs are dropped, so the loss equals the padded path's up to floating-point summation order.
 
-Used by `rise.train.fit` when `train.packing` is on (auto: for a model that runs transformers'
-sdpa or eager attention without logit soft-capping). transformers builds no mask for an
-attention function it does not know, which is what the packed forward wants: the function gets
-the example boundaries as `cu_seq_lens_q` (transformers' own name for them, passed to the model's
-forward and down to every attention call).
+Used by `rise.train.fit` when `train.packing` is on (auto: for a model at least AUTO_MIN_WIDTH
+wide that runs transformers' sdpa or eager attention without logit soft-capping).
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-ATTENTION = "rise_packed"
-
-
-def supports_packing(config) -> bool:
-    """Whether a model's attention can run packed: sdpa or eager attention (the implementations
-    `packed_attention` replaces exactly), and no attention logit soft-capping (Gemma 2). Sliding
-    windows are applied per example."""
-    text = getattr(config, "text_config", None) or config
-    impl = getattr(text, "_attn_implementation", None)
-    return impl in ("sdpa", "eager") and not getattr(text, "attn_logit_softcapping", None)
-
-
-def register() -> None:
-    """Make `ATTENTION` a transformers attention implementation (idempotent)."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTENTION, packed_attention)
-
-
-def segment_index(cu_seqlens, device):
-    """Per example, the packed positions of its tokens, right-padded: (idx [S, Lmax] long,
-    valid [S, Lmax] bool). Padded slots point at position 0 (never attended to, output dropped)."""
-    import torch
-
-    cu = cu_seqlens.to(device=device, dtype=torch.long)
-    lens = cu[1:] - cu[:-1]                                                  # [S]
-    width = int(lens.max())
-    offs = torch.arange(width, device=device)                                # [Lmax]
-    valid = offs[None, :] < lens[:, None]                                    # [S, Lmax]
-    idx = torch.where(valid, cu[:-1, None] + offs[None, :], torch.zeros((), dtype=torch.long, device=device))
-    return idx, valid
-
-
-def packed_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
-                     scaling: float | None = None, sliding_window: int | None = None, **kwargs):
-    """Causal attention within each packed example.
-
-    query [1, H, T, D], key / value [1, Hkv, T, D] (T = real tokens of the micro-batch);
-    kwargs["cu_seq_lens_q"] [S+1]: example boundaries. Returns ([1, T, H, D], None), the layout
-    of transformers' sdpa_attention_forward.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    cu = kwargs.get("cu_seq_lens_q")
-    if cu is None:
-        raise RuntimeError("rise packed attention called without cu_seq_lens_q (a forward outside rise.packing)")
-    idx, valid = segment_index(cu, query.device)
-    s, width = idx.shape
-    q = query[0][:, idx].transpose(0, 1)                                     # [S, H, Lmax, D]
-    k = key[0][:, idx].transpose(0, 1)                                       # [S, Hkv, Lmax, D]
-    v = value[0][:, idx].transpose(0, 1)
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    sdpa: dict[str, Any] = {"scale": scaling, "dropout_p": dropout if module.training else 0.0}
-    if sliding_window is not None and sliding_window < width:
-        pos = torch.arange(width, device=query.device)
-        diff = pos[:, None] - pos[None, :]                                   # q - k
-        sdpa["attn_mask"] = ((diff >= 0) & (diff < sliding_window))[None, None]  # transformers: k > q - window
-    else:
-        sdpa["is_causal"] = True
-    out = F.scaled_dot_product_attention(q, k, v, **sdpa)                   # [S, H, Lmax, D]
-    out = out.transpose(1, 2)[valid]                                         # [T, H, D], packed order
-    return out.unsqueeze(0), None
+from rise.attention import supports
 
 
 def collate_packed(batch: list, pad_id: int | None = None) -> dict[str, Any]:
@@ -166,30 +97,13 @@ def resolve_packing(cfg, model) -> bool:
     if cfg.packing == "auto":
         text = getattr(model.config, "text_config", None) or model.config
         wide = (getattr(text, "hidden_size", 0) or 0) >= AUTO_MIN_WIDTH
-        return wide and not cfg.full_logits and supports_packing(model.config)
+        return wide and not cfg.full_logits and supports(model.config)
     if cfg.packing == "off":
         return False
     if cfg.full_logits:
         raise InputError("train.packing=on computes the LM head at the trained positions only; "
                          "it cannot be combined with train.full_logits")
-    if not supports_packing(model.config):
+    if not supports(model.config):
         raise InputError(f"train.packing=on: this model's attention ({model.config._attn_implementation!r}) "
                          "cannot run packed; use train.packing=auto or off")
     return True
-
-
-@contextlib.contextmanager
-def packed_model(model, on: bool):
-    """While fitting packed, the model's attention is rise.packing's (restored afterwards, so the
-    saved checkpoint and any later forward use the model's own)."""
-    if not on:
-        yield
-        return
-    register()
-    config = model.config
-    old = config._attn_implementation
-    config._attn_implementation = ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation = old

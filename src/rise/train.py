@@ -25,9 +25,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from rise.attention import resolve_attention, training_attention
 from rise.convert import ConvertConfig
 from rise.errors import InputError
-from rise.packing import micro_batch, packed_model, resolve_packing
+from rise.packing import micro_batch, resolve_packing
 
 
 @dataclass
@@ -48,6 +49,10 @@ class TrainConfig:
     # auto | on | off: run each micro-batch packed, without padding (rise.packing); auto: on for
     # models at least 256 wide with transformers' sdpa or eager attention, off with full_logits
     packing: str = "auto"
+    # auto | rise | model: the attention while training (rise.attention). auto: on a CPU, rise's
+    # causal attention over right-padded rows without a padding mask (matmuls + float32 softmax,
+    # faster there than torch's SDPA), elsewhere the model's own; rise: always; model: never
+    attention: str = "auto"
     normalize_weights: bool = False  # divide by the batch's weight sum instead of N
     lora: bool = False               # train LoRA adapters (peft) instead of every weight
     lora_r: int = 16                 # LoRA rank
@@ -69,6 +74,8 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if self.packing not in ("auto", "on", "off"):
             raise InputError(f"train.packing must be auto, on or off, got {self.packing!r}")
+        if self.attention not in ("auto", "rise", "model"):
+            raise InputError(f"train.attention must be auto, rise or model, got {self.attention!r}")
         if self.eval_every < 0:
             raise InputError(f"train.eval_every must be >= 0, got {self.eval_every}")
         from rise.tracking import parse_report_to
@@ -364,6 +371,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     packed = resolve_packing(cfg, model)
+    matmul = resolve_attention(cfg.attention, model, acc.device)
     net = nll_module(model, cfg.full_logits, packed)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -389,7 +397,7 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
         start, losses, grad_norms = resumed["step"], resumed["losses"], resumed["grad_norms"]
         tokens, trained_tokens = resumed["tokens"], resumed["trained_tokens"]
         eval_nll = resumed.get("eval_nll") or eval_nll
-    with packed_model(model, packed):  # the model's own attention again afterwards
+    with training_attention(model, packed, matmul):  # the model's own attention again afterwards
         score(start)
         mark = (time.perf_counter(), tokens)  # time and tokens at the last logging step
         bar = tqdm(total=steps, initial=start, desc="train", unit="step",
