@@ -323,17 +323,20 @@ def make_family_model(kind: str, vocab_size: int, seed: int = 0):
     return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**shape)).eval()
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"),
                                          ("mistral", "float32"), ("llama", "bfloat16")])
-def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype):
+def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype, fused):
     """Prefill of a left-padded batch, then three decode steps: the KV decoder's last-position
     logits equal the model's own forward on the same (unpadded) sequences (bf16: to bf16's
-    precision, the generation sanity check of the CPU bf16 path)."""
+    precision, the generation sanity check of the CPU bf16 path), with the projections fused
+    (as `run` decodes on a CPU) and separate (on an accelerator)."""
     from rise.engines.kv_decode import KVDecoder
 
     dt = getattr(torch, dtype)
     m = make_family_model(kind, len(tok)).to(dt)
     dec = KVDecoder(m)
+    dec.fused = dec.fuse_weights() if fused else None
     prompts = [[5, 9, 11, 40, 2, 7], [33, 4, 8]]
     width, steps = 6, 3
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
