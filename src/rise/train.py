@@ -374,7 +374,9 @@ def fit(model, tokenizer, examples: list[dict], cfg: TrainConfig, progress: bool
     matmul = resolve_attention(cfg.attention, model, acc.device)
     net = nll_module(model, cfg.full_logits, packed)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # on a CPU, torch's fused AdamW (one kernel for all parameters, not a loop of ~10 ops per
+    # tensor): the embedded default's optimizer step 2.2 -> 0.5 ms
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=acc.device.type == "cpu" or None)
     net, opt = acc.prepare(net, opt)
     net.train()
     rank, world = acc.process_index, acc.num_processes
