@@ -365,6 +365,38 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype, fused):
                                  valid, cache, column)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"), ("llama", "bfloat16")])
+def test_kv_decoder_prefill_of_right_padded_prompts(tok, kind, dtype, fused):
+    """The prefill path (valid=None: right-padded prompts, causal attention without a mask, the
+    logits of each row's last real token) equals the model's own forward on each prompt alone,
+    and writes the prompts' keys and values where the masked path writes them."""
+    from rise.engines.kv_decode import KVDecoder
+
+    dt = getattr(torch, dtype)
+    m = make_family_model(kind, len(tok)).to(dt)
+    dec = KVDecoder(m)
+    dec.fused = dec.fuse_weights() if fused else None
+    prompts = [[5, 9, 11, 40, 2, 7, 13], [33, 4, 8], [6, 6]]
+    width = 7
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
+    cd = dec.cache_dtype(torch.device("cpu"))
+    ids = torch.zeros(3, width, dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, :len(p)] = torch.tensor(p)
+    lengths = torch.tensor([len(p) for p in prompts])
+    cache = [(torch.zeros(3, 2, width, 8, dtype=cd), torch.zeros(3, 2, width, 8, dtype=cd)) for _ in range(2)]
+    with torch.no_grad():
+        logits = dec.forward(ids, torch.arange(width).expand(3, width), None, cache, 0, last=lengths - 1)
+        for row, p in enumerate(prompts):
+            torch.testing.assert_close(logits[row], m(input_ids=torch.tensor([p])).logits[0, -1], **tol)
+            one = [(torch.zeros(1, 2, len(p), 8, dtype=cd), torch.zeros(1, 2, len(p), 8, dtype=cd)) for _ in range(2)]
+            dec.forward(torch.tensor([p]), torch.arange(len(p))[None], torch.ones(1, len(p), dtype=torch.bool), one, 0)
+            for (k, v), (k1, v1) in zip(cache, one, strict=True):
+                torch.testing.assert_close(k[row, :, :len(p)], k1[0], **tol)
+                torch.testing.assert_close(v[row, :, :len(p)], v1[0], **tol)
+
+
 @pytest.mark.parametrize("headroom", [32, 3])
 def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom):
     """Few slots, many prompts of different lengths, rows ending at different steps: finished

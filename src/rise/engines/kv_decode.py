@@ -150,6 +150,23 @@ class KVDecoder:
         probs = torch.softmax(scores, dim=-1)
         return torch.bmm(probs, values.reshape(r * groups, width, d)).view(r, heads, s, d)
 
+    def attend_causal(self, q, k, v, dtype):
+        """Causal attention among the S new tokens of right-padded rows (a prefill): q [R, H, S, D],
+        k / v [R, K, S, D] -> [R, S, H, D], computed in `dtype` (the cache's). Right padding needs
+        no mask: a real token never sees a later pad. On a CPU `rise.attention.causal_attention`
+        (blocks of query rows, about half the score matrix never computed), elsewhere sdpa."""
+        import torch.nn.functional as F
+
+        from rise.attention import causal_attention
+
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        if q.device.type == "cpu":
+            return causal_attention(q, k, v, self.scale)
+        rep = q.shape[1] // k.shape[1]
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale).transpose(1, 2)
+
     def attention_mask(self, allowed, dtype):
         """What `attend` takes for allowed [R, S, E] (True: query s may see column e): on a CPU an
         additive mask [R*K, rep*S, E] (0 / -inf) in `dtype`; elsewhere allowed as [R, 1, S, E]."""
@@ -162,12 +179,15 @@ class KVDecoder:
         bias = torch.zeros(r, 1, 1, s, width, dtype=dtype).masked_fill_(~allowed[:, None, None], float("-inf"))
         return bias.expand(r, groups, rep, s, width).reshape(r * groups, rep * s, width)
 
-    def forward(self, ids, positions, valid, cache, start: int):
+    def forward(self, ids, positions, valid, cache, start: int, last=None):
         """Logits of the last position of each row: [R, V].
 
         ids, positions: [R, S] tokens and their position ids; they fill cache columns
         start..start+S-1 of cache rows 0..R-1. valid: [R, C] bool, the columns each row may
-        attend to (its own new columns included)."""
+        attend to (its own new columns included); None for a prefill of right-padded prompts
+        into an empty cache (start 0): each new token then attends causally to the new tokens
+        only (`attend_causal`), and no mask is needed. last: [R] the position of each row's
+        last token (default S-1)."""
         import torch
         import torch.nn.functional as F
 
@@ -177,16 +197,18 @@ class KVDecoder:
         h = F.embedding(ids, core.embed_tokens.weight)
         cos, sin = core.rotary_emb(h, positions)
         cos, sin = cos[:, None], sin[:, None]
-        # query i (column start+i) sees the valid columns up to its own, and always itself: a
-        # padding query with nothing to attend to would turn NaN and poison the cache
-        # Attention reads the cache's whole capacity (the columns past `end` are masked out):
-        # a slice [:end] of it is strided, and a strided batched matmul ran 1.5-3x slower on this
-        # CPU than the contiguous full width (bench: 10.1 vs 6.6 ms at 512 rows x 250 columns)
-        width = cache[0][0].shape[2]
-        causal = torch.ones(s, width, dtype=torch.bool, device=ids.device).tril_(start)
-        own = torch.zeros(s, width, dtype=torch.bool, device=ids.device)
-        own[:, start:end] = torch.eye(s, dtype=torch.bool, device=ids.device)
-        mask = self.attention_mask((valid[:, None, :width] & causal) | own, cache[0][0].dtype)
+        mask = None
+        if valid is not None:
+            # query i (column start+i) sees the valid columns up to its own, and always itself: a
+            # padding query with nothing to attend to would turn NaN and poison the cache.
+            # Attention reads the cache's whole capacity (the columns past `end` are masked out):
+            # a slice [:end] of it is strided, and a strided batched matmul ran 1.5-3x slower on
+            # this CPU than the contiguous full width (bench: 10.1 vs 6.6 ms at 512 rows x 250 columns)
+            width = cache[0][0].shape[2]
+            causal = torch.ones(s, width, dtype=torch.bool, device=ids.device).tril_(start)
+            own = torch.zeros(s, width, dtype=torch.bool, device=ids.device)
+            own[:, start:end] = torch.eye(s, dtype=torch.bool, device=ids.device)
+            mask = self.attention_mask((valid[:, None, :width] & causal) | own, cache[0][0].dtype)
         heads, kv, d = self.heads, self.kv_heads, self.head_dim
         for li, layer in enumerate(core.layers):
             att, mlp = layer.self_attn, layer.mlp
@@ -205,8 +227,11 @@ class KVDecoder:
             kc, vc = cache[li]
             kc[:r, :, start:end] = k
             vc[:r, :, start:end] = v
-            a = self.attend(q, kc[:r], vc[:r], mask).to(h.dtype)
-            h = h + F.linear(a.transpose(1, 2).reshape(r, s, -1), att.o_proj.weight, att.o_proj.bias)
+            if valid is None:
+                a = self.attend_causal(q, k, v, kc.dtype).to(h.dtype)               # [R, S, H, D]
+            else:
+                a = self.attend(q, kc[:r], vc[:r], mask).to(h.dtype).transpose(1, 2)
+            h = h + F.linear(a.reshape(r, s, -1), att.o_proj.weight, att.o_proj.bias)
             x = rms_norm(h, layer.post_attention_layernorm.weight,
                          layer.post_attention_layernorm.variance_epsilon)
             if self.fused is not None:
@@ -215,9 +240,10 @@ class KVDecoder:
                 gate = F.linear(x, mlp.gate_proj.weight, mlp.gate_proj.bias)
                 up = F.linear(x, mlp.up_proj.weight, mlp.up_proj.bias)
             h = h + F.linear(F.silu(gate) * up, mlp.down_proj.weight, mlp.down_proj.bias)
-        last = rms_norm(h[:, -1], core.norm.weight, core.norm.variance_epsilon)
+        h = h[:, -1] if last is None else h[torch.arange(r, device=h.device), last]
+        h = rms_norm(h, core.norm.weight, core.norm.variance_epsilon)
         head = self.model.get_output_embeddings()
-        return F.linear(last, head.weight, getattr(head, "bias", None))
+        return F.linear(h, head.weight, getattr(head, "bias", None))
 
     # ------------------------------------------------------------------ the decode loop
 
@@ -374,27 +400,30 @@ class KVDecoder:
             uniq.setdefault(jobs[job][0], len(uniq))
         width = max(len(prompts[p]) for p in uniq)
         ids = torch.full((len(uniq), width), pad_id, dtype=torch.long)
-        pmask = torch.zeros((len(uniq), width), dtype=torch.bool)
         for p, u in uniq.items():
-            ids[u, width - len(prompts[p]):] = torch.tensor(prompts[p], dtype=torch.long)
-            pmask[u, width - len(prompts[p]):] = True
-        ids, pmask = ids.to(device), pmask.to(device)
-        pos = (pmask.long().cumsum(-1) - 1).clamp_(min=0)
-        # prefilled in a scratch cache as wide as the prompts (attention reads all of a cache's
-        # columns), then copied to the columns that end at `column`
+            ids[u, :len(prompts[p])] = torch.tensor(prompts[p], dtype=torch.long)
+        lengths = torch.tensor([len(prompts[p]) for p in sorted(uniq, key=uniq.get)], device=device)
+        ids = ids.to(device)
+        positions = torch.arange(width, device=device).expand(len(uniq), width)
+        # prefilled right-padded (causal attention without a mask) in a scratch cache as wide as
+        # the prompts, then copied to the cache right-aligned at `column`, as if left-padded
         scratch = [(torch.zeros(len(uniq), kc.shape[1], width, kc.shape[3], device=device, dtype=kc.dtype),
                     torch.zeros(len(uniq), vc.shape[1], width, vc.shape[3], device=device, dtype=vc.dtype))
                    for kc, vc in cache]
-        first = self.forward(ids, pos, pmask, scratch, 0)                # [U, V]
+        first = self.forward(ids, positions, None, scratch, 0, last=lengths - 1)   # [U, V]
         slots = torch.tensor([s for s, _ in take], device=device)
         src = torch.tensor([uniq[jobs[job][0]] for _, job in take], device=device)
         start = column - width
+        shift = width - lengths[src]                                         # [n] left padding
+        j = torch.arange(width, device=device)
+        index = (j[None] - shift[:, None]).clamp_(min=0)                     # [n, width]
         for (kc, vc), (ks, vs) in zip(cache, scratch, strict=True):
-            kc[slots, :, start:column] = ks[src]
-            vc[slots, :, start:column] = vs[src]
+            at = index[:, None, :, None].expand(len(take), ks.shape[1], width, ks.shape[3])
+            kc[slots, :, start:column] = ks[src].gather(2, at)
+            vc[slots, :, start:column] = vs[src].gather(2, at)
         state.valid[slots] = False
-        state.valid[slots, start:column] = pmask[src]
-        state.position[slots] = pos[src, -1] + 1
+        state.valid[slots, start:column] = j[None] >= shift[:, None]
+        state.position[slots] = lengths[src]
         for s, job in take:
             state.job[s] = job
             state.count[s] = len(prompts[jobs[job][0]])
