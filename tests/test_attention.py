@@ -19,6 +19,11 @@ def _model(kind: str):
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, max_position_embeddings=128, attn_implementation="sdpa")
+    if kind == "gemma3":  # Gemma 3 270M's layout: one kv head, a window on 5 of 6 layers, query_pre_attn_scalar
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        return Gemma3ForCausalLM(Gemma3TextConfig(**{**common, "num_hidden_layers": 6}, num_key_value_heads=1,
+                                                  head_dim=16, sliding_window=4, query_pre_attn_scalar=12))
     if kind == "llama-gqa":
         return LlamaForCausalLM(LlamaConfig(num_key_value_heads=2, **common))
     if kind == "qwen2-sliding":  # a window shorter than the examples: the per-example mask matters
@@ -49,7 +54,7 @@ def _nll_and_grads(model, batch, packed, matmul=False):
     return nll.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}, real, trained
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "llama-gqa", "qwen2-sliding"])
+@pytest.mark.parametrize("kind", ["qwen2", "llama-gqa", "qwen2-sliding", "gemma3"])
 @pytest.mark.parametrize("packed,matmul", [(False, True), (True, False), (True, True)])
 def test_nll_and_gradients_equal_the_models_own_attention(kind, packed, matmul):
     """Reference: the padded micro-batch through the model's own sdpa attention with its padding
@@ -61,8 +66,8 @@ def test_nll_and_gradients_equal_the_models_own_attention(kind, packed, matmul):
     pad_nll, pad_grads, pad_real, pad_trained = _nll_and_grads(model, batch, packed=False)
     nll, grads, real, trained = _nll_and_grads(model, batch, packed, matmul)
     torch.testing.assert_close(nll, pad_nll, rtol=1e-5, atol=1e-6)
-    for name, g in pad_grads.items():
-        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    for name, g in pad_grads.items():  # rounding relative to the tensor's scale (Gemma's reach 20)
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-5 * max(1.0, float(g.abs().max())), msg=name)
     assert (real, trained) == (pad_real, pad_trained) == (sum(len(e.input_ids) for e in batch),
                                                            sum(sum(e.trained[1:]) for e in batch))
 
