@@ -48,3 +48,33 @@ def test_a_checkpoint_replaced_by_hand_is_evaluated_again(tiny_model, tmp_path, 
     cfg.write_text(cfg.read_text() + "\n")  # same config, same paths, different checkpoint bytes
     ran, reused = _run(capsys, tiny_model, out)
     assert ran == {"eval"} and reused == {"iter1.collect", "iter1.train"}
+
+
+def test_another_version_of_rise_reuses_nothing(tiny_model, tmp_path, capsys, monkeypatch):
+    """A stage made by other code (an upgrade, a local edit) is stale: its key holds rise's code."""
+    import rise.resume
+
+    out = tmp_path / "s"
+    _run(capsys, tiny_model, out)
+    monkeypatch.setattr(rise.resume, "code_fingerprint", lambda: "another-version")
+    ran, reused = _run(capsys, tiny_model, out)
+    assert ran == {"iter1.collect", "iter1.train", "eval"} and not reused
+
+
+def test_code_fingerprint_follows_the_source(tmp_path, monkeypatch):
+    import rise.resume
+
+    fp = rise.resume.code_fingerprint()
+    assert fp == rise.resume.code_fingerprint() and len(fp) == 16
+    fake = tmp_path / "rise"
+    fake.mkdir()
+    (fake / "resume.py").write_text("x = 1\n")
+    monkeypatch.setattr(rise.resume, "__file__", str(fake / "resume.py"))
+    rise.resume.code_fingerprint.cache_clear()
+    try:
+        first = rise.resume.code_fingerprint()
+        (fake / "resume.py").write_text("x = 2\n")
+        rise.resume.code_fingerprint.cache_clear()
+        assert rise.resume.code_fingerprint() not in (first, fp)
+    finally:
+        rise.resume.code_fingerprint.cache_clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,10 +49,24 @@ PLACEMENT_KEYS = ("ray",)
 
 
 def config_fingerprint(cfg: Any, leave_out: Sequence[str] = ()) -> str:
-    """The fingerprint of a stage config's top-level keys, less PLACEMENT_KEYS and `leave_out`."""
+    """The fingerprint of a stage config's top-level keys, less PLACEMENT_KEYS and `leave_out`,
+    and of rise's own code (`code_fingerprint`): what a stage computes depends on both, so a
+    finished stage or chunk made by another version of rise is never reused."""
     from rise.config import to_dict
 
-    return fingerprint({k: v for k, v in to_dict(cfg).items() if k not in (*PLACEMENT_KEYS, *leave_out)})
+    kept = {k: v for k, v in to_dict(cfg).items() if k not in (*PLACEMENT_KEYS, *leave_out)}
+    return fingerprint({**kept, "<rise code>": code_fingerprint()})
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """One hash of the source of the `rise` package (every .py file under it, by relative name
+    and bytes): a new version, or a local edit, changes it."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha1()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def content_fingerprint(sources: Sequence[str | Path]) -> str:
