@@ -19,8 +19,9 @@ so a model trained in place is always current), with
   is prefilled into the columns right before the current write column (prompts come longest
   first, and every live row holds at least its own prompt, so every later prompt fits), and
   decodes on in lock-step with the others;
-- each distinct prompt prefilled once (in a scratch cache as wide as the prompts) and its cache
-  copied to its n sample rows;
+- each distinct prompt prefilled once, right-padded (causal attention needs no mask then) in a
+  scratch cache as wide as the prompts, and its keys and values copied right-aligned to its n
+  sample rows;
 - on a CPU, q|k|v and gate|up each one matmul (`fuse_weights`), and attention as baddbmm with an
   additive mask built once per step for every layer.
 
