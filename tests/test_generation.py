@@ -323,16 +323,29 @@ def make_family_model(kind: str, vocab_size: int, seed: int = 0):
     return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**shape)).eval()
 
 
-@pytest.mark.parametrize("fused", [True, False])
+def accelerator_paths(monkeypatch):
+    """Make the KV decoder take its accelerator paths (sdpa with a boolean mask, the model's
+    separate projections, a cache in the model's dtype) on this CPU."""
+    from rise.engines import kv_decode
+
+    monkeypatch.setattr(kv_decode, "cpu_paths", lambda device: False)
+
+
+PATHS = [(True, "cpu"), (False, "cpu"), (False, "accelerator")]   # (fused, paths): as `run` picks them
+
+
+@pytest.mark.parametrize("fused, paths", PATHS)
 @pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"),
                                          ("mistral", "float32"), ("llama", "bfloat16")])
-def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype, fused):
+def test_kv_decoder_logits_equal_the_models_own(tok, monkeypatch, kind, dtype, fused, paths):
     """Prefill of a left-padded batch, then three decode steps: the KV decoder's last-position
     logits equal the model's own forward on the same (unpadded) sequences (bf16: to bf16's
     precision, the generation sanity check of the CPU bf16 path), with the projections fused
-    (as `run` decodes on a CPU) and separate (on an accelerator)."""
+    (as `run` decodes on a CPU) and separate, and on the accelerator paths."""
     from rise.engines.kv_decode import KVDecoder
 
+    if paths == "accelerator":
+        accelerator_paths(monkeypatch)
     dt = getattr(torch, dtype)
     m = make_family_model(kind, len(tok)).to(dt)
     dec = KVDecoder(m)
@@ -340,7 +353,7 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype, fused):
     prompts = [[5, 9, 11, 40, 2, 7], [33, 4, 8]]
     width, steps = 6, 3
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
-    cd = dec.cache_dtype(torch.device("cpu"))          # fp32 on a CPU, under either model dtype
+    cd = dec.cache_dtype(torch.device("cpu"))          # fp32 on the CPU paths, else the model dtype
     cache = [(torch.zeros(2, 2, width + steps, 8, dtype=cd), torch.zeros(2, 2, width + steps, 8, dtype=cd))
              for _ in range(2)]
     ids = torch.tensor([prompts[0], [0, 0, 0] + prompts[1]])
@@ -365,14 +378,16 @@ def test_kv_decoder_logits_equal_the_models_own(tok, kind, dtype, fused):
                                  valid, cache, column)
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("fused, paths", PATHS)
 @pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"), ("llama", "bfloat16")])
-def test_kv_decoder_prefill_of_right_padded_prompts(tok, kind, dtype, fused):
+def test_kv_decoder_prefill_of_right_padded_prompts(tok, monkeypatch, kind, dtype, fused, paths):
     """The prefill path (valid=None: right-padded prompts, causal attention without a mask, the
     logits of each row's last real token) equals the model's own forward on each prompt alone,
     and writes the prompts' keys and values where the masked path writes them."""
     from rise.engines.kv_decode import KVDecoder
 
+    if paths == "accelerator":
+        accelerator_paths(monkeypatch)
     dt = getattr(torch, dtype)
     m = make_family_model(kind, len(tok)).to(dt)
     dec = KVDecoder(m)
@@ -397,8 +412,8 @@ def test_kv_decoder_prefill_of_right_padded_prompts(tok, kind, dtype, fused):
                 torch.testing.assert_close(v[row, :, :len(p)], v1[0], **tol)
 
 
-@pytest.mark.parametrize("headroom", [32, 3])
-def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom):
+@pytest.mark.parametrize("headroom, paths", [(32, "cpu"), (3, "cpu"), (3, "accelerator")])
+def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom, paths):
     """Few slots, many prompts of different lengths, rows ending at different steps: finished
     slots take new rows mid-batch (more admissions than batches), and greedy outputs still equal
     model.generate one by one. With a headroom far below max_new_tokens the cache is compacted
@@ -419,6 +434,8 @@ def test_kv_decoder_refills_finished_slots(tok, monkeypatch, headroom):
     monkeypatch.setattr(kv_decode.KVDecoder, "_admit", spy)
     monkeypatch.setattr(kv_decode.KVDecoder, "_refit", spy_refit)
     monkeypatch.setattr(kv_decode.KVDecoder, "HEADROOM", headroom)
+    if paths == "accelerator":
+        accelerator_paths(monkeypatch)
     m = make_family_model("llama", len(tok), seed=3)
     stops = [tok.eos_token_id] + letter_ids(tok)[:13]
     m.generation_config.eos_token_id = stops

@@ -59,6 +59,13 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
+def cpu_paths(device) -> bool:
+    """Whether the decoder takes its CPU paths (fused projections, matmul attention with an
+    additive mask) on `device`; elsewhere sdpa and the model's separate projections. One
+    function, so that tests can run the accelerator paths on a CPU."""
+    return device.type == "cpu"
+
+
 def rms_norm(x, weight, eps: float):
     """RMSNorm as transformers computes it (in float32, scaled back to the input dtype): [.., d]."""
     import torch
@@ -123,7 +130,7 @@ class KVDecoder:
         import torch
 
         weight = self.model.get_input_embeddings().weight
-        return torch.float32 if device.type == "cpu" else weight.dtype
+        return torch.float32 if cpu_paths(device) else weight.dtype
 
     def attend(self, q, keys, values, mask):
         """Attention of q [R, H, S, D] over keys/values [R, K, E, D] -> [R, H, S, D], in the
@@ -140,7 +147,7 @@ class KVDecoder:
         q = q.to(keys.dtype)
         r, heads, s, d = q.shape
         groups, width = keys.shape[1], keys.shape[2]
-        if q.device.type != "cpu":
+        if not cpu_paths(q.device):
             if groups != heads:
                 keys = keys.repeat_interleave(heads // groups, 1)
                 values = values.repeat_interleave(heads // groups, 1)
@@ -161,7 +168,7 @@ class KVDecoder:
         from rise.attention import causal_attention
 
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-        if q.device.type == "cpu":
+        if cpu_paths(q.device):
             return causal_attention(q, k, v, self.scale)
         rep = q.shape[1] // k.shape[1]
         if rep > 1:
@@ -173,7 +180,7 @@ class KVDecoder:
         additive mask [R*K, rep*S, E] (0 / -inf) in `dtype`; elsewhere allowed as [R, 1, S, E]."""
         import torch
 
-        if allowed.device.type != "cpu":
+        if not cpu_paths(allowed.device):
             return allowed[:, None]
         r, s, width = allowed.shape
         groups, rep = self.kv_heads, self.heads // self.kv_heads
@@ -258,7 +265,7 @@ class KVDecoder:
         `sample(logits [R, V], gen) -> [R]` draws the tokens; `on_done(prompt index)` is called
         when the last row of a prompt has finished (progress bars)."""
         device = self.model.device
-        self.fused = self.fuse_weights() if device.type == "cpu" else None
+        self.fused = self.fuse_weights() if cpu_paths(device) else None
         try:
             return self._run(prompts, repeats, max_new, batch_rows, stop_ids, pad_id, sample, gen, on_done)
         finally:
