@@ -334,6 +334,20 @@ def accelerator_paths(monkeypatch):
 PATHS = [(True, "cpu"), (False, "cpu"), (False, "accelerator")]   # (fused, paths): as `run` picks them
 
 
+def decoder_under_test(tok, monkeypatch, kind, dtype, fused, paths):
+    """(model, KVDecoder, tolerance, cache dtype) for one case of PATHS: the tolerance is bf16's
+    precision for a bf16 model; the cache is fp32 on the CPU paths, else the model's dtype."""
+    from rise.engines.kv_decode import KVDecoder
+
+    if paths == "accelerator":
+        accelerator_paths(monkeypatch)
+    m = make_family_model(kind, len(tok)).to(getattr(torch, dtype))
+    dec = KVDecoder(m)
+    dec.fused = dec.fuse_weights() if fused else None
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
+    return m, dec, tol, dec.cache_dtype(torch.device("cpu"))
+
+
 @pytest.mark.parametrize("fused, paths", PATHS)
 @pytest.mark.parametrize("kind, dtype", [("llama", "float32"), ("qwen2", "float32"),
                                          ("mistral", "float32"), ("llama", "bfloat16")])
@@ -342,18 +356,9 @@ def test_kv_decoder_logits_equal_the_models_own(tok, monkeypatch, kind, dtype, f
     logits equal the model's own forward on the same (unpadded) sequences (bf16: to bf16's
     precision, the generation sanity check of the CPU bf16 path), with the projections fused
     (as `run` decodes on a CPU) and separate, and on the accelerator paths."""
-    from rise.engines.kv_decode import KVDecoder
-
-    if paths == "accelerator":
-        accelerator_paths(monkeypatch)
-    dt = getattr(torch, dtype)
-    m = make_family_model(kind, len(tok)).to(dt)
-    dec = KVDecoder(m)
-    dec.fused = dec.fuse_weights() if fused else None
+    m, dec, tol, cd = decoder_under_test(tok, monkeypatch, kind, dtype, fused, paths)
     prompts = [[5, 9, 11, 40, 2, 7], [33, 4, 8]]
     width, steps = 6, 3
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
-    cd = dec.cache_dtype(torch.device("cpu"))          # fp32 on the CPU paths, else the model dtype
     cache = [(torch.zeros(2, 2, width + steps, 8, dtype=cd), torch.zeros(2, 2, width + steps, 8, dtype=cd))
              for _ in range(2)]
     ids = torch.tensor([prompts[0], [0, 0, 0] + prompts[1]])
@@ -384,18 +389,9 @@ def test_kv_decoder_prefill_of_right_padded_prompts(tok, monkeypatch, kind, dtyp
     """The prefill path (valid=None: right-padded prompts, causal attention without a mask, the
     logits of each row's last real token) equals the model's own forward on each prompt alone,
     and writes the prompts' keys and values where the masked path writes them."""
-    from rise.engines.kv_decode import KVDecoder
-
-    if paths == "accelerator":
-        accelerator_paths(monkeypatch)
-    dt = getattr(torch, dtype)
-    m = make_family_model(kind, len(tok)).to(dt)
-    dec = KVDecoder(m)
-    dec.fused = dec.fuse_weights() if fused else None
+    m, dec, tol, cd = decoder_under_test(tok, monkeypatch, kind, dtype, fused, paths)
     prompts = [[5, 9, 11, 40, 2, 7, 13], [33, 4, 8], [6, 6]]
     width = 7
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=0.05, atol=0.1)
-    cd = dec.cache_dtype(torch.device("cpu"))
     ids = torch.zeros(3, width, dtype=torch.long)
     for row, p in enumerate(prompts):
         ids[row, :len(p)] = torch.tensor(p)
