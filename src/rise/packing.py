@@ -86,7 +86,8 @@ def micro_batch(batch: list, pad_id: int, packed: bool, device):
 # `train.packing auto` packs models at least this wide. Measured here (2 threads, bf16): SmolLM2-135M
 # (576 wide) LoRA training 1.26-1.31x packed; the embedded default (128 wide), whose layers are
 # too small for the saved padding to outweigh the per-layer gather and scatter, 0.92-0.97x in the
-# main job (1.12x on bench/trainer.py's 670-token examples, `--packing on`).
+# main job (1.12x on bench/trainer.py's 670-token examples, `--packing on`); with rise.attention's
+# matmul attention in both, 0.87x on the main job's RISE examples.
 AUTO_MIN_WIDTH = 256
 
 
